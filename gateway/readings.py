@@ -1,0 +1,105 @@
+"""The reading schema: what a sensor publishes, shared by the gateway and the simulators.
+
+A sensor publishes one reading per MQTT message on a topic made from the gateway's
+topic template (default ``sensors/{device_id}/{kind}``). The payload is a JSON object
+or a msgpack map with the fields below; docs/READINGS.md is the prose version of this
+module. Validation against configured limits lives in ``gateway.decode``; this module
+only names the fields and builds payloads, so that the simulators can depend on it
+without importing the rest of the gateway.
+
+Temperature (kind ``temperature``):
+    ``celsius`` (number), ``seq`` (int >= 0), ``ts`` (int, sensor clock, ms since the
+    Unix epoch), optional ``asset_id`` (str) and ``device_id`` (str, must equal the
+    topic's).
+Location (kind ``location``):
+    ``lat`` (-90..90), ``lon`` (-180..180), ``seq``, ``ts``, optional ``alt_m``,
+    ``speed_mps``, ``accuracy_m``, ``asset_id``, ``device_id``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import msgpack
+
+Kind = Literal["temperature", "location"]
+KINDS: tuple[Kind, ...] = ("temperature", "location")
+PayloadFormat = Literal["json", "msgpack"]
+
+DEFAULT_TOPIC_TEMPLATE = "sensors/{device_id}/{kind}"
+
+
+@dataclass(frozen=True, slots=True)
+class TemperatureReading:
+    """A temperature reading as a sensor reports it."""
+
+    device_id: str
+    seq: int | None
+    ts: int
+    celsius: float
+    asset_id: str | None = None
+
+    kind: Kind = "temperature"
+
+    def to_payload(self) -> dict[str, Any]:
+        payload: dict[str, Any] = {"device_id": self.device_id}
+        if self.seq is not None:
+            payload["seq"] = self.seq
+        payload["ts"] = self.ts
+        payload["celsius"] = self.celsius
+        if self.asset_id is not None:
+            payload["asset_id"] = self.asset_id
+        return payload
+
+
+@dataclass(frozen=True, slots=True)
+class LocationReading:
+    """A position fix as a tracker reports it."""
+
+    device_id: str
+    seq: int | None
+    ts: int
+    lat: float
+    lon: float
+    alt_m: float | None = None
+    speed_mps: float | None = None
+    accuracy_m: float | None = None
+    asset_id: str | None = None
+
+    kind: Kind = "location"
+
+    def to_payload(self) -> dict[str, Any]:
+        payload: dict[str, Any] = {"device_id": self.device_id}
+        if self.seq is not None:
+            payload["seq"] = self.seq
+        payload["ts"] = self.ts
+        payload["lat"] = self.lat
+        payload["lon"] = self.lon
+        for name in ("alt_m", "speed_mps", "accuracy_m", "asset_id"):
+            value = getattr(self, name)
+            if value is not None:
+                payload[name] = value
+        return payload
+
+
+Reading = TemperatureReading | LocationReading
+
+
+def encode_payload(payload: dict[str, Any], fmt: PayloadFormat = "json") -> bytes:
+    """Serialise a payload mapping as a sensor would put it on the wire."""
+    if fmt == "json":
+        return json.dumps(payload, separators=(",", ":"), allow_nan=True).encode()
+    packed: bytes = msgpack.packb(payload, use_bin_type=True)
+    return packed
+
+
+def encode_reading(reading: Reading, fmt: PayloadFormat = "json") -> bytes:
+    """The wire bytes of one reading."""
+    return encode_payload(reading.to_payload(), fmt)
+
+
+def topic_for(device_id: str, kind: Kind, template: str = DEFAULT_TOPIC_TEMPLATE) -> str:
+    """The topic a device publishes a reading of ``kind`` on."""
+    return template.format(device_id=device_id, kind=kind)
