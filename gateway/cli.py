@@ -34,6 +34,17 @@ def cli() -> None:
     """
 
 
+def _register_commands() -> None:
+    # Commands from other modules; the simulators are imported lazily by click only
+    # when their command runs would be nicer, but their import is light.
+    from simulators.cli import simulate  # noqa: PLC0415
+
+    cli.add_command(simulate)
+
+
+_register_commands()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI and return its exit code (the console script's entry point)."""
     try:

@@ -1,0 +1,163 @@
+"""Run a local Mosquitto broker as a child process: for the demo, the tests and the benches.
+
+The broker gets its own directory (config file, log, persistence) and a free port on
+127.0.0.1. Extra configuration lines (auth, ACL, TLS listeners, queue limits) are
+appended as given. :meth:`Mosquitto.restart` starts it again on the same port with the
+same persistence file, which is how the tests simulate a broker restart.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from types import TracebackType
+
+# Settings a broker in front of anchorgate needs for no loss; config/mosquitto.conf
+# explains each one.
+NO_LOSS_SETTINGS = (
+    "max_queued_messages 0",
+    "max_queued_bytes 0",
+    "max_inflight_messages 0",
+)
+
+
+class BrokerError(RuntimeError):
+    """Mosquitto could not be found or did not start; the message says why."""
+
+
+def find_mosquitto() -> str | None:
+    """The path of the mosquitto binary, also where Debian puts it outside PATH."""
+    found = shutil.which("mosquitto")
+    if found:
+        return found
+    for candidate in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"):
+        if Path(candidate).exists():
+            return candidate
+    return None
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class Mosquitto:
+    """One Mosquitto process in ``workdir``, listening on 127.0.0.1:``port``."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        port: int | None = None,
+        persistence: bool = True,
+        extra_config: Iterable[str] = (),
+        listener: bool = True,
+    ) -> None:
+        binary = find_mosquitto()
+        if binary is None:
+            raise BrokerError(
+                "mosquitto is not installed: run 'apt-get install mosquitto' "
+                "(scripts/check does this when it can)"
+            )
+        self.binary = binary
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.host = "127.0.0.1"
+        self.port = port if port is not None else free_port()
+        self.config_path = self.workdir / "mosquitto.conf"
+        self.log_path = self.workdir / "mosquitto.log"
+        lines = []
+        if listener:
+            lines += [f"listener {self.port} {self.host}", "allow_anonymous true"]
+        lines += [
+            f"persistence {'true' if persistence else 'false'}",
+            f"persistence_location {self.workdir}/",
+            f"log_dest file {self.log_path}",
+            "log_type error",
+            "log_type warning",
+            "log_type notice",
+            "log_type information",
+            *NO_LOSS_SETTINGS,
+            *extra_config,
+        ]
+        self.config_path.write_text("\n".join(lines) + "\n")
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Start the broker and wait until it accepts connections."""
+        if self._process is not None and self._process.poll() is None:
+            return
+        self._process = subprocess.Popen(
+            [self.binary, "-c", str(self.config_path)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                stderr = self._process.stderr.read().decode() if self._process.stderr else ""
+                raise BrokerError(f"mosquitto exited at start: {stderr.strip()} {self.log()}")
+            try:
+                with socket.create_connection((self.host, self.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.02)
+        self.stop()
+        raise BrokerError(f"mosquitto did not listen on port {self.port} within {timeout} s")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the broker (SIGTERM, which saves its persistence file)."""
+        process, self._process = self._process, None
+        if process is None:
+            return
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if process.stderr is not None:
+            process.stderr.close()
+
+    def kill(self) -> None:
+        """Stop the broker with SIGKILL, as a power cut would."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+        self.stop()
+
+    def restart(self) -> None:
+        """Stop and start again on the same port with the same persistence file."""
+        self.stop()
+        self.start()
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def log(self) -> str:
+        """The broker's log so far (for error messages and for tests)."""
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def __enter__(self) -> Mosquitto:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
