@@ -1,1 +1,76 @@
-"""ledger package."""
+"""anchorgate's pure core: bytes in, bytes out; no I/O beyond key files, no asyncio.
+
+The few things most callers need are exported here; the primitives stay reachable in
+their modules (``ledger.merkle``, ``ledger.envelope``, ``ledger.header``,
+``ledger.chain``, ``ledger.keys``, ``ledger.bundle``). docs/FORMAT.md is the
+normative description of every byte format this package reads or writes.
+"""
+
+from ledger.bundle import (
+    BUNDLE_FORMAT,
+    Check,
+    Disclosure,
+    SignedHeader,
+    VerificationReport,
+    VerifiedReading,
+    build_bundle,
+    dumps_bundle,
+    verify_bundle,
+)
+from ledger.chain import ChainBuilder, ChainHead, ChainVerifier, SealedBlock, verify_chain
+from ledger.envelope import Envelope
+from ledger.errors import (
+    ChainError,
+    ConsistencyError,
+    FormatError,
+    KeyFileError,
+    LedgerError,
+    ProofError,
+    SignatureError,
+)
+from ledger.header import BlockHeader, block_hash
+from ledger.keys import KeyId, PublicKey, SigningKey
+from ledger.merkle import (
+    LeafHash,
+    MerkleTree,
+    Root,
+    hash_leaf,
+    verify_consistency,
+    verify_inclusion,
+)
+
+__all__ = [
+    "BUNDLE_FORMAT",
+    "BlockHeader",
+    "ChainBuilder",
+    "ChainError",
+    "ChainHead",
+    "ChainVerifier",
+    "Check",
+    "ConsistencyError",
+    "Disclosure",
+    "Envelope",
+    "FormatError",
+    "KeyFileError",
+    "KeyId",
+    "LeafHash",
+    "LedgerError",
+    "MerkleTree",
+    "ProofError",
+    "PublicKey",
+    "Root",
+    "SealedBlock",
+    "SignatureError",
+    "SignedHeader",
+    "SigningKey",
+    "VerificationReport",
+    "VerifiedReading",
+    "block_hash",
+    "build_bundle",
+    "dumps_bundle",
+    "hash_leaf",
+    "verify_bundle",
+    "verify_chain",
+    "verify_consistency",
+    "verify_inclusion",
+]
