@@ -1,0 +1,350 @@
+"""The gateway's configuration: config/gateway.toml read with tomllib into frozen values.
+
+Every section is a frozen dataclass whose fields are the TOML keys, with the defaults
+the shipped config/gateway.toml documents. The loader refuses unknown keys, values of
+the wrong type and values out of range, always naming the key (``mqtt.port``).
+Relative paths are taken relative to the working directory. The broker password is
+never read from the TOML: ``mqtt.password_env`` names an environment variable and
+``mqtt.password_file`` a file that hold it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from gateway.errors import ConfigError
+from gateway.readings import DEFAULT_TOPIC_TEMPLATE
+
+MAX_RECEIVE_MAXIMUM = 65535  # MQTT 5 section 3.1.2.11.3: a two-byte integer
+MAX_SESSION_EXPIRY = 0xFFFFFFFF  # MQTT 5: "never expires"
+
+
+class _Invalid(ValueError):
+    """A value check failed inside a section; the loader adds the section name."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(problem)
+        self.key = key
+        self.problem = problem
+
+
+def _require(ok: bool, key: str, problem: str) -> None:
+    if not ok:
+        raise _Invalid(key, problem)
+
+
+@dataclass(frozen=True)
+class GatewaySection:
+    id: str = "gw-01"
+    key_file: Path = Path("keys/gateway.key")
+
+    def __post_init__(self) -> None:
+        _require(
+            re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}", self.id) is not None,
+            "id",
+            "must be 1 to 64 letters, digits or _ . : - starting with a letter or digit",
+        )
+
+
+@dataclass(frozen=True)
+class MqttSection:
+    host: str = "127.0.0.1"
+    port: int = 1883
+    client_id: str = ""
+    username: str = ""
+    password_env: str = ""
+    password_file: Path | None = None
+    tls_ca_file: Path | None = None
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    keepalive: int = 30
+    session_expiry: int = 7 * 24 * 3600
+    receive_maximum: int = 2000
+    topics: tuple[str, ...] = ()
+    topic_template: str = DEFAULT_TOPIC_TEMPLATE
+    shared_group: str = ""
+    reconnect_min_delay: float = 0.5
+    reconnect_max_delay: float = 30.0
+    # Filled in by the loader from password_env / password_file, never from the TOML.
+    password: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        _require(bool(self.host), "host", "must not be empty")
+        _require(0 < self.port < 65536, "port", "must be between 1 and 65535")
+        _require(len(self.client_id) <= 128, "client_id", "must be at most 128 characters")
+        _require(5 <= self.keepalive <= 65535, "keepalive", "must be between 5 and 65535 s")
+        _require(
+            0 <= self.session_expiry <= MAX_SESSION_EXPIRY,
+            "session_expiry",
+            f"must be between 0 and {MAX_SESSION_EXPIRY} s",
+        )
+        _require(
+            0 < self.receive_maximum <= MAX_RECEIVE_MAXIMUM,
+            "receive_maximum",
+            f"must be between 1 and {MAX_RECEIVE_MAXIMUM}",
+        )
+        for topic in self.topics:
+            _require(
+                bool(topic) and not topic.startswith("$share/"),
+                "topics",
+                f"{topic!r} is not a plain topic filter (use shared_group for $share)",
+            )
+        _require(
+            "{device_id}" in self.topic_template and "{kind}" in self.topic_template,
+            "topic_template",
+            "must contain {device_id} and {kind}",
+        )
+        _require(
+            re.fullmatch(r"[^/+#]*", self.shared_group) is not None,
+            "shared_group",
+            "must not contain / + or #",
+        )
+        _require(self.reconnect_min_delay > 0, "reconnect_min_delay", "must be more than 0 s")
+        _require(
+            self.reconnect_max_delay >= self.reconnect_min_delay,
+            "reconnect_max_delay",
+            "must be at least reconnect_min_delay",
+        )
+        _require(
+            (self.tls_cert_file is None) == (self.tls_key_file is None),
+            "tls_key_file",
+            "tls_cert_file and tls_key_file go together",
+        )
+
+    @property
+    def topic_filters(self) -> tuple[str, ...]:
+        """The filters to subscribe to: ``topics``, or the template with ``+`` wildcards."""
+        filters = self.topics or (self.topic_template.format(device_id="+", kind="+"),)
+        if self.shared_group:
+            return tuple(f"$share/{self.shared_group}/{f}" for f in filters)
+        return filters
+
+
+@dataclass(frozen=True)
+class LimitsSection:
+    max_payload_bytes: int = 4096
+    celsius_min: float = -100.0
+    celsius_max: float = 300.0
+    max_clock_skew: float = 300.0
+    min_ts: int = 946684800000  # 2000-01-01T00:00:00Z in ms
+    max_altitude_m: float = 20000.0
+    min_altitude_m: float = -500.0
+    max_speed_mps: float = 350.0
+    max_accuracy_m: float = 100000.0
+    device_id_pattern: str = r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}"
+    asset_id_pattern: str = r"[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}"
+
+    def __post_init__(self) -> None:
+        _require(
+            16 <= self.max_payload_bytes <= 1_000_000,
+            "max_payload_bytes",
+            "must be between 16 and 1000000",
+        )
+        for name in ("celsius_min", "celsius_max", "max_clock_skew", "max_altitude_m"):
+            _require(math.isfinite(getattr(self, name)), name, "must be a finite number")
+        _require(self.celsius_min < self.celsius_max, "celsius_max", "must exceed celsius_min")
+        _require(self.max_clock_skew >= 0, "max_clock_skew", "must not be negative")
+        _require(self.min_altitude_m < self.max_altitude_m, "max_altitude_m", "must exceed min")
+        _require(self.max_speed_mps > 0, "max_speed_mps", "must be more than 0")
+        _require(self.max_accuracy_m > 0, "max_accuracy_m", "must be more than 0")
+        for name in ("device_id_pattern", "asset_id_pattern"):
+            try:
+                re.compile(getattr(self, name))
+            except re.error as exc:
+                raise _Invalid(name, f"is not a regular expression: {exc}") from None
+
+
+@dataclass(frozen=True)
+class BatchSection:
+    max_readings: int = 1000
+    max_delay: float = 1.0
+
+    def __post_init__(self) -> None:
+        _require(
+            1 <= self.max_readings <= MAX_RECEIVE_MAXIMUM,
+            "max_readings",
+            f"must be between 1 and {MAX_RECEIVE_MAXIMUM}",
+        )
+        _require(0 < self.max_delay <= 3600, "max_delay", "must be more than 0 and at most 3600 s")
+
+
+@dataclass(frozen=True)
+class StoreSection:
+    path: Path = Path("data/anchorgate.duckdb")
+    duplicate_window: float = 7 * 24 * 3600.0
+    memory_limit: str = "64MB"
+    threads: int = 1
+    verify_blocks_on_start: int = 3
+
+    def __post_init__(self) -> None:
+        _require(self.duplicate_window >= 0, "duplicate_window", "must not be negative")
+        _require(
+            re.fullmatch(r"\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB)", self.memory_limit) is not None,
+            "memory_limit",
+            "must be a size like '64MB' or '1GiB'",
+        )
+        _require(1 <= self.threads <= 64, "threads", "must be between 1 and 64")
+        _require(self.verify_blocks_on_start >= 0, "verify_blocks_on_start", "must not be negative")
+
+
+@dataclass(frozen=True)
+class HealthSection:
+    file: Path | None = Path("data/health.json")
+    interval: float = 5.0
+
+    def __post_init__(self) -> None:
+        _require(0 < self.interval <= 3600, "interval", "must be more than 0 and at most 3600 s")
+
+
+@dataclass(frozen=True)
+class LogSection:
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["text", "json"] = "text"
+
+
+@dataclass(frozen=True)
+class Config:
+    gateway: GatewaySection = field(default_factory=GatewaySection)
+    mqtt: MqttSection = field(default_factory=MqttSection)
+    limits: LimitsSection = field(default_factory=LimitsSection)
+    batch: BatchSection = field(default_factory=BatchSection)
+    store: StoreSection = field(default_factory=StoreSection)
+    health: HealthSection = field(default_factory=HealthSection)
+    log: LogSection = field(default_factory=LogSection)
+
+    def __post_init__(self) -> None:
+        if self.mqtt.receive_maximum < self.batch.max_readings:
+            raise ConfigError(
+                f"mqtt.receive_maximum ({self.mqtt.receive_maximum}) must be at least "
+                f"batch.max_readings ({self.batch.max_readings}), otherwise a batch can never fill"
+            )
+
+    @property
+    def client_id(self) -> str:
+        """The MQTT client id: configured, or derived from the gateway id."""
+        return self.mqtt.client_id or f"anchorgate-{self.gateway.id}"
+
+
+_SECTIONS: dict[str, type[Any]] = typing.get_type_hints(Config)
+_SECRET_FIELDS = {"password"}
+
+
+def _convert(value: object, hint: object, key: str) -> object:
+    """Check ``value`` against the field's type hint and convert it (str -> Path, list -> tuple)."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in args if a is not type(None)]
+        if value == "" and type(None) in args:
+            return None  # TOML has no null: an empty string means "not set"
+        return _convert(value, inner[0], key)
+    if origin is Literal:
+        if value not in args:
+            choices = ", ".join(repr(a) for a in args)
+            raise ConfigError(f"{key}: {value!r} is not one of {choices}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{key}: must be a list of strings")
+        return tuple(value)
+    if hint is Path:
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{key}: must be a non-empty path string")
+        return Path(value)
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{key}: must be a number, got {type(value).__name__}")
+        return float(value)
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: must be an integer, got {type(value).__name__}")
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: must be true or false")
+        return value
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: must be a string, got {type(value).__name__}")
+        return value
+    raise AssertionError(f"unhandled config type {hint!r} for {key}")  # pragma: no cover
+
+
+def _section(name: str, cls: type[Any], table: object) -> Any:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{name}: must be a table ([{name}])")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)} - _SECRET_FIELDS
+    values: dict[str, object] = {}
+    for key, value in table.items():
+        if key not in known:
+            hint = ""
+            if key in _SECRET_FIELDS:
+                hint = " (secrets never go in the TOML: use password_env or password_file)"
+            raise ConfigError(f"{name}.{key}: unknown key{hint}")
+        values[key] = _convert(value, hints[key], f"{name}.{key}")
+    try:
+        return cls(**values)
+    except _Invalid as exc:
+        raise ConfigError(f"{name}.{exc.key}: {exc.problem}") from None
+
+
+def _read_password(mqtt: MqttSection, environ: Mapping[str, str]) -> str | None:
+    if mqtt.password_env:
+        if mqtt.password_env not in environ:
+            raise ConfigError(
+                f"mqtt.password_env: the environment variable {mqtt.password_env} is not set"
+            )
+        return environ[mqtt.password_env]
+    if mqtt.password_file is not None:
+        try:
+            return mqtt.password_file.read_text().rstrip("\r\n")
+        except OSError as exc:
+            raise ConfigError(
+                f"mqtt.password_file: cannot read {mqtt.password_file}: {exc.strerror}"
+            ) from None
+    return None
+
+
+def parse_config(text: str, environ: Mapping[str, str] | None = None) -> Config:
+    """Parse the TOML text of a gateway configuration."""
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"not valid TOML: {exc}") from None
+    sections: dict[str, Any] = {}
+    for name, table in document.items():
+        if name not in _SECTIONS:
+            known = ", ".join(f"[{s}]" for s in _SECTIONS)
+            raise ConfigError(f"{name}: unknown section (known: {known})")
+        sections[name] = _section(name, _SECTIONS[name], table)
+    mqtt: MqttSection = sections.get("mqtt", MqttSection())
+    if mqtt.password_env and mqtt.password_file is not None:
+        raise ConfigError("mqtt.password_file: set password_env or password_file, not both")
+    password = _read_password(mqtt, os.environ if environ is None else environ)
+    sections["mqtt"] = dataclasses.replace(mqtt, password=password)
+    return Config(**sections)
+
+
+def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
+    """Read and check a gateway.toml; every problem is a ConfigError naming file and key."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the configuration: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    try:
+        return parse_config(text, environ)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
