@@ -15,6 +15,7 @@ from ledger.bundle import (
     VerifiedReading,
     build_bundle,
     dumps_bundle,
+    log_proofs,
     verify_bundle,
 )
 from ledger.chain import ChainBuilder, ChainHead, ChainVerifier, SealedBlock, verify_chain
@@ -69,6 +70,7 @@ __all__ = [
     "build_bundle",
     "dumps_bundle",
     "hash_leaf",
+    "log_proofs",
     "verify_bundle",
     "verify_chain",
     "verify_consistency",

@@ -19,7 +19,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +27,7 @@ from ledger.envelope import Envelope
 from ledger.errors import FormatError, LedgerError, ProofError, SignatureError
 from ledger.header import BlockHash, BlockHeader, block_hash
 from ledger.keys import PublicKey
-from ledger.merkle import hash_leaf, inclusion_path_length, root_from_inclusion_proof
+from ledger.merkle import MerkleTree, hash_leaf, inclusion_path_length, root_from_inclusion_proof
 
 BUNDLE_FORMAT = "anchorgate-proof/1"
 MAX_BUNDLE_BYTES = 64 * 1024 * 1024
@@ -117,6 +117,21 @@ def build_bundle(
         ],
         "readings": readings,
     }
+
+
+def log_proofs(
+    block_hashes: Sequence[bytes], heights: Iterable[int]
+) -> dict[int, tuple[bytes, ...]]:
+    """Inclusion proofs of blocks ``heights`` in the log over ``block_hashes``.
+
+    ``block_hashes`` are the hashes of blocks 0..head.height-1, in order: the leaves of
+    the head's block log. One pass builds the log tree; every proof comes from it.
+    """
+    wanted = sorted(set(heights))
+    if not wanted:
+        return {}
+    tree = MerkleTree(hash_leaf(h) for h in block_hashes)
+    return {height: tree.inclusion_proof(height) for height in wanted}
 
 
 def dumps_bundle(bundle: Mapping[str, Any]) -> bytes:

@@ -40,8 +40,8 @@ def unpack_array(data: bytes, what: str, length: int) -> list[Any]:
             raw=False,
             strict_map_key=True,
             use_list=True,
-            max_array_len=length,
-            max_map_len=0,
+            max_array_len=64,
+            max_map_len=64,
             max_ext_len=0,
         )
     except (ValueError, TypeError, msgpack.UnpackException, msgpack.ExtraData) as exc:

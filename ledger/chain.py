@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from ledger.canonical import field_bytes, field_int, pack, unpack_array
 from ledger.errors import ChainError, FormatError, SignatureError
 from ledger.header import ZERO_HASH, BlockHash, BlockHeader, block_hash
-from ledger.keys import PublicKey, SigningKey
+from ledger.keys import KeyId, PublicKey, SigningKey
 from ledger.merkle import HASH_SIZE, Frontier, MerkleTree, hash_leaf
 
 HEAD_VERSION = 1
@@ -150,7 +150,7 @@ class ChainVerifier:
 
     def __init__(
         self,
-        keys: Mapping[bytes, PublicKey],
+        keys: Mapping[KeyId, PublicKey],
         gateway_id: str | None = None,
         start: ChainHead | None = None,
     ) -> None:
@@ -165,7 +165,7 @@ class ChainVerifier:
         except FormatError as exc:
             raise ChainError("format", expected, str(exc)) from None
         h = header.height
-        key = self.keys.get(header.key_id)
+        key = self.keys.get(KeyId(header.key_id))
         if key is None:
             raise ChainError("unknown-key", h, f"signed by unknown key {header.key_id.hex()[:16]}")
         try:
@@ -194,7 +194,7 @@ class ChainVerifier:
 
 def verify_chain(
     blocks: Iterable[tuple[bytes, bytes]],
-    keys: Mapping[bytes, PublicKey],
+    keys: Mapping[KeyId, PublicKey],
     gateway_id: str | None = None,
 ) -> ChainHead:
     """Verify (header_bytes, signature) pairs from genesis; return the resulting head."""
