@@ -1,0 +1,277 @@
+"""Anchoring: a closed batch becomes salted leaves, a signed block and one store commit.
+
+Runs on the writer thread only (DuckDB and the chain builder are not shared). For each
+batch, :meth:`Anchorer.commit`:
+
+1. drops duplicates: the same ``dedup_key`` earlier in the batch, or already stored
+   with a receive time inside the duplicate window (see :func:`dedup_key`);
+2. wraps each new reading in a ledger envelope with a fresh 16-byte salt and seals the
+   leaf hashes into the next block of the chain;
+3. writes readings, block, rejects and the chain head in one transaction.
+
+If the commit fails, the builder is rebuilt from the last committed chain head, so a
+retry seals the same height again. :func:`check_recent_blocks` is the start-up check:
+the newest blocks must verify against the key and against their stored leaves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.errors import StoreMismatchError
+from gateway.readings import Reading, TemperatureReading
+from gateway.store import BlockRow, Store
+from ledger import ChainBuilder, ChainError, ChainHead, ChainVerifier, Envelope, SigningKey
+from ledger import FormatError as LedgerFormatError
+from ledger.merkle import MerkleTree, hash_leaf
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """A message that decoded to a valid reading."""
+
+    topic: str
+    payload: bytes
+    received_ns: int
+    reading: Reading
+    payload_format: str
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A message that failed validation; ``field`` and ``reason`` say why."""
+
+    topic: str
+    payload: bytes
+    received_ns: int
+    field: str
+    reason: str
+
+
+Decoded = Accepted | Rejected
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one committed batch did."""
+
+    stored: int
+    duplicates: int
+    rejects: int
+    height: int | None
+    committed_ns: int
+
+
+def dedup_key(item: Accepted) -> str:
+    """``device/kind/seq``, or ``device/kind/#digest`` for a reading without seq.
+
+    The kind is part of the key so that a device may count seq separately per kind.
+    """
+    reading = item.reading
+    if reading.seq is not None:
+        return f"{reading.device_id}/{reading.kind}/{reading.seq}"
+    digest = hashlib.sha256(item.payload).hexdigest()[:32]
+    return f"{reading.device_id}/{reading.kind}/#{digest}"
+
+
+def _reading_row(item: Accepted, key: str, envelope: Envelope, leaf: bytes) -> dict[str, Any]:
+    reading = item.reading
+    row: dict[str, Any] = {
+        "kind": reading.kind,
+        "device_id": reading.device_id,
+        "seq": reading.seq,
+        "ts_ms": reading.ts,
+        "received_ns": item.received_ns,
+        "topic": item.topic,
+        "asset_id": reading.asset_id,
+        "payload_format": item.payload_format,
+        "dedup_key": key,
+        "salt": envelope.salt,
+        "envelope": envelope.to_bytes(),
+        "leaf_hash": leaf,
+    }
+    if isinstance(reading, TemperatureReading):
+        row["celsius"] = reading.celsius
+    else:
+        row.update(
+            lat=reading.lat,
+            lon=reading.lon,
+            alt_m=reading.alt_m,
+            speed_mps=reading.speed_mps,
+            accuracy_m=reading.accuracy_m,
+        )
+    return row
+
+
+class Anchorer:
+    """Seals batches into the chain and commits them; owns the store on the writer thread."""
+
+    def __init__(
+        self,
+        store: Store,
+        key: SigningKey,
+        gateway_id: str,
+        *,
+        duplicate_window_ns: int,
+        clock: Callable[[], int] = time.time_ns,
+        salt: Callable[[], bytes] = lambda: os.urandom(16),
+    ) -> None:
+        self.store = store
+        self.key = key
+        self.gateway_id = gateway_id
+        self.duplicate_window_ns = duplicate_window_ns
+        self._clock = clock
+        self._salt = salt
+        store.claim(gateway_id, key.key_id)
+        self._builder = ChainBuilder(gateway_id, key, self._committed_head())
+        self._last_received_ns = store.last_received_ns() or 0
+
+    def _committed_head(self) -> ChainHead:
+        raw = self.store.chain_head()
+        return ChainHead.genesis() if raw is None else ChainHead.from_bytes(raw)
+
+    @property
+    def head(self) -> ChainHead:
+        return self._builder.head
+
+    def commit(self, items: Sequence[Decoded]) -> Outcome:
+        """Anchor and store one batch; raises StoreError with nothing committed."""
+        fresh: list[tuple[Accepted, str]] = []
+        seen: set[str] = set()
+        rejects: list[dict[str, Any]] = []
+        duplicates = 0
+        for item in items:
+            if isinstance(item, Rejected):
+                rejects.append(
+                    {
+                        "received_ns": item.received_ns,
+                        "topic": item.topic,
+                        "payload": item.payload,
+                        "field": item.field,
+                        "reason": item.reason,
+                    }
+                )
+                continue
+            key = dedup_key(item)
+            if key in seen:
+                duplicates += 1
+                continue
+            seen.add(key)
+            fresh.append((item, key))
+        if fresh:
+            since = min(self._last_received_ns, self._clock()) - self.duplicate_window_ns
+            stored = self.store.existing_keys([key for _, key in fresh], since)
+            if stored:
+                duplicates += sum(1 for _, key in fresh if key in stored)
+                fresh = [(item, key) for item, key in fresh if key not in stored]
+        rows: list[dict[str, Any]] = []
+        block: BlockRow | None = None
+        height: int | None = None
+        if fresh:
+            envelopes = [
+                Envelope.create(item.topic, item.payload, item.received_ns, self._salt())
+                for item, _ in fresh
+            ]
+            envelope_bytes = [envelope.to_bytes() for envelope in envelopes]
+            leaves = [hash_leaf(data) for data in envelope_bytes]
+            first_ns = min(item.received_ns for item, _ in fresh)
+            last_ns = max(item.received_ns for item, _ in fresh)
+            sealed = self._builder.seal(leaves, first_ns, last_ns, self._clock())
+            height = sealed.header.height
+            for index, ((item, key), envelope, leaf) in enumerate(
+                zip(fresh, envelopes, leaves, strict=True)
+            ):
+                row = _reading_row(item, key, envelope, leaf)
+                row["block_height"] = height
+                row["leaf_index"] = index
+                rows.append(row)
+            header = sealed.header
+            block = BlockRow(
+                height=height,
+                block_hash=sealed.block_hash,
+                prev_hash=header.prev_hash,
+                batch_root=header.batch_root,
+                leaf_count=header.leaf_count,
+                first_received_ns=header.first_received_ns,
+                last_received_ns=header.last_received_ns,
+                created_ns=header.created_ns,
+                key_id=header.key_id,
+                header=sealed.header_bytes,
+                signature=sealed.signature,
+                head_after=sealed.head_after.to_bytes(),
+            )
+        try:
+            self.store.commit_batch(rows, block, rejects)
+        except BaseException:
+            # Nothing was committed: continue from the last committed head.
+            self._builder = ChainBuilder(self.gateway_id, self.key, self._committed_head())
+            raise
+        if block is not None:
+            self._last_received_ns = max(self._last_received_ns, block.last_received_ns)
+        return Outcome(
+            stored=len(rows),
+            duplicates=duplicates,
+            rejects=len(rejects),
+            height=height,
+            committed_ns=self._clock(),
+        )
+
+
+def check_recent_blocks(store: Store, key: SigningKey, gateway_id: str, count: int) -> int:
+    """Verify the newest ``count`` blocks against the key, the chain head and their leaves.
+
+    Returns the number of blocks checked; raises StoreMismatchError naming the first
+    bad block.
+    """
+    raw_head = store.chain_head()
+    total = store.count_blocks()
+    if raw_head is None:
+        if total:
+            raise StoreMismatchError(f"store: {total} blocks but no chain head in meta")
+        return 0
+    try:
+        head = ChainHead.from_bytes(raw_head)
+    except LedgerFormatError as exc:
+        raise StoreMismatchError(f"store: the chain head in meta is unreadable: {exc}") from None
+    if head.height != total:
+        raise StoreMismatchError(
+            f"store: the chain head says {head.height} blocks, the blocks table has {total}"
+        )
+    first = max(0, head.height - count)
+    start = ChainHead.genesis()
+    if first > 0:
+        before = store.blocks(first - 1, first)
+        start = _head_of(before[0]) if before else start
+    verifier = ChainVerifier({key.key_id: key.public_key}, gateway_id, start)
+    blocks = store.blocks(first, head.height)
+    for block in blocks:
+        where = f"store: block {block.height}"
+        try:
+            header = verifier.feed(block.header, block.signature)
+        except ChainError as exc:
+            raise StoreMismatchError(f"{where} does not verify: {exc}") from None
+        leaves = store.block_leaves(block.height)
+        if len(leaves) != header.leaf_count:
+            raise StoreMismatchError(
+                f"{where}: {len(leaves)} stored readings, the header says {header.leaf_count}"
+            )
+        for index, (envelope, leaf) in enumerate(leaves):
+            if hash_leaf(envelope) != leaf:
+                raise StoreMismatchError(f"{where}: reading {index} does not match its leaf hash")
+        if MerkleTree(leaf for _, leaf in leaves).root != header.batch_root:
+            raise StoreMismatchError(f"{where}: its readings do not hash to the batch root")
+    if verifier.head.to_bytes() != head.to_bytes():
+        raise StoreMismatchError("store: the chain head in meta does not follow from the blocks")
+    return len(blocks)
+
+
+def _head_of(block: BlockRow) -> ChainHead:
+    try:
+        return ChainHead.from_bytes(block.head_after)
+    except LedgerFormatError as exc:
+        raise StoreMismatchError(f"store: block {block.height}: unreadable head: {exc}") from None

@@ -1,0 +1,408 @@
+"""The DuckDB store: readings, blocks, rejects and meta in one file with one writer.
+
+Tables (docs/GATEWAY.md describes every column):
+
+- ``readings``: one row per anchored reading: the parsed columns for analysis, the
+  leaf envelope exactly as hashed, its salt and leaf hash, the block height and the
+  leaf index within the block. ``dedup_key`` recognises redelivered readings.
+- ``blocks``: one row per signed block: header fields, the header bytes, signature
+  and the chain head after the block (so a restart resumes without replaying).
+- ``rejects``: payloads that failed validation, raw, with field and reason.
+- ``meta``: key/value: ``schema_version``, ``gateway_id``, ``key_id``, ``chain_head``.
+
+A batch is written by :meth:`Store.commit_batch` in ONE transaction (readings +
+block + rejects + the new chain head), from Arrow tables, never row by row. Every
+``duckdb.Error`` is converted here to :class:`~gateway.errors.StoreError`.
+
+Migrations: ``MIGRATIONS[n]`` holds the statements that take a store from schema
+version ``n - 1`` to ``n``; :meth:`Store.open` applies the missing ones in one
+transaction and refuses a store from a newer anchorgate.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from gateway.errors import StoreError, StoreMismatchError
+
+SCHEMA_VERSION = 1
+
+_SCHEMA_V1 = (
+    """CREATE TABLE meta (
+        key VARCHAR PRIMARY KEY,
+        value BLOB NOT NULL
+    )""",
+    """CREATE TABLE blocks (
+        height BIGINT NOT NULL,
+        block_hash BLOB NOT NULL,
+        prev_hash BLOB NOT NULL,
+        batch_root BLOB NOT NULL,
+        leaf_count INTEGER NOT NULL,
+        first_received_ns BIGINT NOT NULL,
+        last_received_ns BIGINT NOT NULL,
+        created_ns BIGINT NOT NULL,
+        key_id BLOB NOT NULL,
+        header BLOB NOT NULL,
+        signature BLOB NOT NULL,
+        head_after BLOB NOT NULL
+    )""",
+    """CREATE TABLE readings (
+        block_height BIGINT NOT NULL,
+        leaf_index INTEGER NOT NULL,
+        kind VARCHAR NOT NULL,
+        device_id VARCHAR NOT NULL,
+        seq BIGINT,
+        ts_ms BIGINT NOT NULL,
+        received_ns BIGINT NOT NULL,
+        topic VARCHAR NOT NULL,
+        asset_id VARCHAR,
+        celsius DOUBLE,
+        lat DOUBLE,
+        lon DOUBLE,
+        alt_m DOUBLE,
+        speed_mps DOUBLE,
+        accuracy_m DOUBLE,
+        payload_format VARCHAR NOT NULL,
+        dedup_key VARCHAR NOT NULL,
+        salt BLOB NOT NULL,
+        envelope BLOB NOT NULL,
+        leaf_hash BLOB NOT NULL
+    )""",
+    """CREATE TABLE rejects (
+        received_ns BIGINT NOT NULL,
+        topic VARCHAR NOT NULL,
+        payload BLOB NOT NULL,
+        field VARCHAR NOT NULL,
+        reason VARCHAR NOT NULL
+    )""",
+)
+
+MIGRATIONS: Mapping[int, Sequence[str]] = {1: _SCHEMA_V1}
+
+READINGS_SCHEMA = pa.schema(
+    [
+        ("block_height", pa.int64()),
+        ("leaf_index", pa.int32()),
+        ("kind", pa.string()),
+        ("device_id", pa.string()),
+        ("seq", pa.int64()),
+        ("ts_ms", pa.int64()),
+        ("received_ns", pa.int64()),
+        ("topic", pa.string()),
+        ("asset_id", pa.string()),
+        ("celsius", pa.float64()),
+        ("lat", pa.float64()),
+        ("lon", pa.float64()),
+        ("alt_m", pa.float64()),
+        ("speed_mps", pa.float64()),
+        ("accuracy_m", pa.float64()),
+        ("payload_format", pa.string()),
+        ("dedup_key", pa.string()),
+        ("salt", pa.binary()),
+        ("envelope", pa.binary()),
+        ("leaf_hash", pa.binary()),
+    ]
+)
+REJECTS_SCHEMA = pa.schema(
+    [
+        ("received_ns", pa.int64()),
+        ("topic", pa.string()),
+        ("payload", pa.binary()),
+        ("field", pa.string()),
+        ("reason", pa.string()),
+    ]
+)
+
+
+@dataclass(frozen=True, slots=True)
+class BlockRow:
+    """One row of the blocks table, as committed."""
+
+    height: int
+    block_hash: bytes
+    prev_hash: bytes
+    batch_root: bytes
+    leaf_count: int
+    first_received_ns: int
+    last_received_ns: int
+    created_ns: int
+    key_id: bytes
+    header: bytes
+    signature: bytes
+    head_after: bytes
+
+
+_BLOCK_COLUMNS = ", ".join(BlockRow.__slots__)
+
+
+@dataclass(frozen=True, slots=True)
+class StoreCounts:
+    readings: int
+    blocks: int
+    rejects: int
+
+
+@contextlib.contextmanager
+def _converted(operation: str) -> Iterator[None]:
+    """Turn a duckdb.Error into a StoreError saying which operation failed."""
+    try:
+        yield
+    except duckdb.Error as exc:
+        raise StoreError(f"store: {operation} failed: {exc}") from exc
+
+
+def _to_table(rows: Sequence[Mapping[str, Any]] | pa.Table, schema: pa.Schema) -> pa.Table:
+    if isinstance(rows, pa.Table):
+        return rows
+    return pa.Table.from_pylist(list(rows), schema=schema)
+
+
+class Store:
+    """One open DuckDB file; all methods run on one thread at a time (the writer)."""
+
+    def __init__(self, connection: duckdb.DuckDBPyConnection, path: Path) -> None:
+        self._con = connection
+        self.path = path
+
+    @classmethod
+    def open(
+        cls,
+        path: Path,
+        *,
+        memory_limit: str = "64MB",
+        threads: int = 1,
+        migrations: Mapping[int, Sequence[str]] = MIGRATIONS,
+    ) -> Store:
+        """Open or create the store at ``path`` and bring its schema up to date."""
+        path = Path(path)
+        target = max(migrations)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"store: cannot create {path.parent}: {exc.strerror}") from None
+        try:
+            con = duckdb.connect(
+                str(path), config={"memory_limit": memory_limit, "threads": threads}
+            )
+        except duckdb.IOException as exc:
+            if "lock" in str(exc).lower():
+                raise StoreError(
+                    f"store: {path} is in use by another process (is a gateway running on it?)"
+                ) from None
+            raise StoreError(f"store: cannot open {path}: {exc}") from None
+        except duckdb.Error as exc:
+            raise StoreError(f"store: cannot open {path}: {exc}") from None
+        store = cls(con, path)
+        try:
+            store._migrate(target, migrations)
+        except BaseException:
+            con.close()
+            raise
+        return store
+
+    def _migrate(self, target: int, migrations: Mapping[int, Sequence[str]]) -> None:
+        version = self.schema_version()
+        if version > target:
+            raise StoreMismatchError(
+                f"store: {self.path} has schema version {version}; this anchorgate knows "
+                f"versions up to {target}: upgrade anchorgate"
+            )
+        if version == target:
+            return
+        with self.transaction(f"migrate schema {version} -> {target}"):
+            for step in range(version + 1, target + 1):
+                for statement in migrations[step]:
+                    self._con.execute(statement)
+            self._con.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(target).encode()]
+            )
+
+    def schema_version(self) -> int:
+        """0 for an empty file, else the version recorded in meta."""
+        with _converted("read the schema version"):
+            found = self._one(
+                "SELECT count(*) FROM information_schema.tables WHERE table_name = 'meta'"
+            )
+            if found is None or found[0] == 0:
+                return 0
+            row = self._one("SELECT value FROM meta WHERE key = 'schema_version'")
+        if row is None:
+            raise StoreMismatchError(f"store: {self.path} has a meta table without schema_version")
+        return int(bytes(row[0]).decode())
+
+    @contextlib.contextmanager
+    def transaction(self, operation: str) -> Iterator[None]:
+        """BEGIN ... COMMIT, rolled back on any error; duckdb errors become StoreError."""
+        with _converted(operation):
+            self._con.execute("BEGIN TRANSACTION")
+        try:
+            with _converted(operation):
+                yield
+                self._con.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(duckdb.Error):
+                self._con.execute("ROLLBACK")
+            raise
+
+    def _one(self, sql: str, parameters: Sequence[object] = ()) -> tuple[Any, ...] | None:
+        """The first row of a query, reading the whole result (DuckDB wants it finished)."""
+        rows = self._con.execute(sql, list(parameters)).fetchall()
+        return rows[0] if rows else None
+
+    def get_meta(self, key: str) -> bytes | None:
+        with _converted(f"read meta {key}"):
+            row = self._one("SELECT value FROM meta WHERE key = ?", [key])
+        return None if row is None else bytes(row[0])
+
+    def set_meta(self, key: str, value: bytes) -> None:
+        with _converted(f"write meta {key}"):
+            self._con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, value])
+
+    def claim(self, gateway_id: str, key_id: bytes) -> None:
+        """Record which gateway and key write this store, or refuse if it is another's."""
+        stored_id = self.get_meta("gateway_id")
+        if stored_id is None:
+            with self.transaction("record the gateway id"):
+                self.set_meta("gateway_id", gateway_id.encode())
+                self.set_meta("key_id", key_id)
+            return
+        if stored_id.decode() != gateway_id:
+            raise StoreMismatchError(
+                f"store: {self.path} belongs to gateway {stored_id.decode()!r}, "
+                f"not {gateway_id!r} (each gateway needs its own store)"
+            )
+        stored_key = self.get_meta("key_id")
+        if stored_key != key_id and self.count_blocks() > 0:
+            raise StoreMismatchError(
+                f"store: {self.path} was signed with key {(stored_key or b'').hex()[:16]}, "
+                f"the configured key is {key_id.hex()[:16]} (gateway.key_file)"
+            )
+
+    def existing_keys(self, keys: Sequence[str], since_ns: int) -> set[str]:
+        """Which of ``keys`` are already stored with a receive time of ``since_ns`` or later."""
+        if not keys:
+            return set()
+        probe = pa.table({"dedup_key": pa.array(keys, pa.string())})
+        with _converted("look up duplicates"):
+            self._con.register("anchorgate_probe", probe)
+            try:
+                rows = self._con.execute(
+                    "SELECT DISTINCT r.dedup_key FROM readings r "
+                    "SEMI JOIN anchorgate_probe p ON r.dedup_key = p.dedup_key "
+                    "WHERE r.received_ns >= ?",
+                    [since_ns],
+                ).fetchall()
+            finally:
+                self._con.unregister("anchorgate_probe")
+        return {row[0] for row in rows}
+
+    def commit_batch(
+        self,
+        readings: Sequence[Mapping[str, Any]] | pa.Table,
+        block: BlockRow | None,
+        rejects: Sequence[Mapping[str, Any]] | pa.Table,
+    ) -> None:
+        """Write one batch in ONE transaction: readings, their block, rejects, chain head."""
+        readings_table = _to_table(readings, READINGS_SCHEMA)
+        rejects_table = _to_table(rejects, REJECTS_SCHEMA)
+        if readings_table.num_rows and block is None:
+            raise ValueError("readings need the block that anchors them")
+        with self.transaction("commit a batch"):
+            if readings_table.num_rows:
+                self._con.register("anchorgate_readings", readings_table)
+                try:
+                    self._con.execute("INSERT INTO readings SELECT * FROM anchorgate_readings")
+                finally:
+                    self._con.unregister("anchorgate_readings")
+            if block is not None:
+                placeholders = ", ".join("?" * len(BlockRow.__slots__))
+                self._con.execute(
+                    f"INSERT INTO blocks ({_BLOCK_COLUMNS}) VALUES ({placeholders})",
+                    [getattr(block, name) for name in BlockRow.__slots__],
+                )
+                self._con.execute(
+                    "INSERT OR REPLACE INTO meta VALUES ('chain_head', ?)", [block.head_after]
+                )
+            if rejects_table.num_rows:
+                self._con.register("anchorgate_rejects", rejects_table)
+                try:
+                    self._con.execute("INSERT INTO rejects SELECT * FROM anchorgate_rejects")
+                finally:
+                    self._con.unregister("anchorgate_rejects")
+
+    def chain_head(self) -> bytes | None:
+        """The committed chain head's bytes, None for a store without blocks."""
+        return self.get_meta("chain_head")
+
+    def last_received_ns(self) -> int | None:
+        """The receive time of the newest anchored reading."""
+        with _converted("read the last receive time"):
+            row = self._one("SELECT last_received_ns FROM blocks ORDER BY height DESC LIMIT 1")
+        return None if row is None else int(row[0])
+
+    def blocks(self, start: int = 0, stop: int | None = None) -> list[BlockRow]:
+        """Blocks with start <= height < stop, in height order."""
+        with _converted("read blocks"):
+            rows = self._con.execute(
+                f"SELECT {_BLOCK_COLUMNS} FROM blocks WHERE height >= ? AND height < ? "
+                "ORDER BY height",
+                [start, stop if stop is not None else 2**62],
+            ).fetchall()
+        return [_block_row(row) for row in rows]
+
+    def count_blocks(self) -> int:
+        with _converted("count blocks"):
+            row = self._one("SELECT count(*) FROM blocks")
+        return 0 if row is None else int(row[0])
+
+    def block_leaves(self, height: int) -> list[tuple[bytes, bytes]]:
+        """(envelope, leaf_hash) of a block's readings in leaf order."""
+        with _converted(f"read the leaves of block {height}"):
+            rows = self._con.execute(
+                "SELECT envelope, leaf_hash FROM readings WHERE block_height = ? "
+                "ORDER BY leaf_index",
+                [height],
+            ).fetchall()
+        return [(bytes(envelope), bytes(leaf)) for envelope, leaf in rows]
+
+    def counts(self) -> StoreCounts:
+        with _converted("count rows"):
+            row = self._one(
+                "SELECT (SELECT count(*) FROM readings), (SELECT count(*) FROM blocks), "
+                "(SELECT count(*) FROM rejects)"
+            )
+        assert row is not None
+        return StoreCounts(readings=int(row[0]), blocks=int(row[1]), rejects=int(row[2]))
+
+    def query(self, sql: str, parameters: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        """Run a read query (tests, status commands)."""
+        with _converted("run a query"):
+            return self._con.execute(sql, list(parameters)).fetchall()
+
+    def checkpoint(self) -> None:
+        with _converted("checkpoint"):
+            self._con.execute("CHECKPOINT")
+
+    def close(self) -> None:
+        with _converted("close"):
+            self._con.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _block_row(row: tuple[Any, ...]) -> BlockRow:
+    values: list[Any] = [
+        bytes(v) if isinstance(v, bytes | bytearray | memoryview) else v for v in row
+    ]
+    return BlockRow(*values)

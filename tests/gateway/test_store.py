@@ -1,0 +1,238 @@
+"""The DuckDB store and the anchorer on real files: one transaction per batch, dedup, checks."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import duckdb
+import pytest
+from gateway_cases import NOW_MS, NOW_NS
+
+from gateway.anchor import Accepted, Anchorer, Rejected, check_recent_blocks, dedup_key
+from gateway.errors import StoreError, StoreMismatchError
+from gateway.readings import LocationReading, TemperatureReading, encode_reading
+from gateway.store import SCHEMA_VERSION, Store
+from ledger import ChainHead, Envelope, MerkleTree, SigningKey, verify_chain
+
+KEY = SigningKey.from_seed(bytes(32))
+
+
+def temp(device: str, seq: int | None, celsius: float = 20.0, offset: int = 0) -> Accepted:
+    reading = TemperatureReading(device, seq, NOW_MS + offset, celsius)
+    return Accepted(
+        f"sensors/{device}/temperature",
+        encode_reading(reading),
+        NOW_NS + offset * 1_000_000,
+        reading,
+        "json",
+    )
+
+
+def make_anchorer(store: Store, window: int = 3600 * 10**9) -> Anchorer:
+    clock = itertools.count(NOW_NS + 10**9, 1000)
+    return Anchorer(store, KEY, "gw-test", duplicate_window_ns=window, clock=lambda: next(clock))
+
+
+def test_new_store_has_the_schema(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "s.duckdb") as store:
+        assert store.schema_version() == SCHEMA_VERSION
+        tables = {row[0] for row in store.query("SELECT table_name FROM information_schema.tables")}
+        assert tables == {"meta", "blocks", "readings", "rejects"}
+    with Store.open(tmp_path / "s.duckdb") as store:  # opening again changes nothing
+        assert store.schema_version() == SCHEMA_VERSION
+
+
+def test_migration_path_applies_missing_steps_and_refuses_newer(tmp_path: Path) -> None:
+    path = tmp_path / "s.duckdb"
+    Store.open(path).close()
+    steps = {1: (), 2: ("ALTER TABLE readings ADD COLUMN note VARCHAR",)}
+    from gateway.store import MIGRATIONS
+
+    with Store.open(path, migrations={**MIGRATIONS, 2: steps[2]}) as store:
+        assert store.schema_version() == 2
+        assert "note" in {row[0] for row in store.query("DESCRIBE readings")}
+    with pytest.raises(StoreMismatchError, match=r"schema version 2; .* up to 1: upgrade"):
+        Store.open(path)
+
+
+def test_a_batch_is_anchored_and_committed_in_one_block(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "s.duckdb") as store:
+        anchorer = make_anchorer(store)
+        location = LocationReading("trk", 1, NOW_MS, 1.0, 2.0, speed_mps=3.0)
+        items: list[Accepted | Rejected] = [
+            temp("a", 1),
+            temp("a", 2, 21.0),
+            Rejected("sensors/a/temperature", b"junk", NOW_NS, "payload", "not JSON"),
+            Accepted(
+                "sensors/trk/location",
+                encode_reading(location, "msgpack"),
+                NOW_NS,
+                location,
+                "msgpack",
+            ),
+        ]
+        outcome = anchorer.commit(items)
+        assert (outcome.stored, outcome.rejects, outcome.duplicates, outcome.height) == (3, 1, 0, 0)
+        counts = store.counts()
+        assert (counts.readings, counts.blocks, counts.rejects) == (3, 1, 1)
+        rows = store.query(
+            "SELECT device_id, seq, celsius, lat, speed_mps, leaf_index FROM readings "
+            "ORDER BY leaf_index"
+        )
+        assert rows == [
+            ("a", 1, 20.0, None, None, 0),
+            ("a", 2, 21.0, None, None, 1),
+            ("trk", 1, None, 1.0, 3.0, 2),
+        ]
+        block = store.blocks()[0]
+        leaves = store.block_leaves(0)
+        assert MerkleTree(leaf for _, leaf in leaves).root == block.batch_root
+        envelope = Envelope.from_bytes(leaves[0][0])
+        assert envelope.payload == items[0].payload
+        assert store.query("SELECT field, reason, payload FROM rejects") == [
+            ("payload", "not JSON", b"junk")
+        ]
+        head = verify_chain(
+            [(b.header, b.signature) for b in store.blocks()], {KEY.key_id: KEY.public_key}
+        )
+        assert head.to_bytes() == store.chain_head()
+
+
+def test_duplicates_are_dropped_within_a_batch_and_against_the_store(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "s.duckdb") as store:
+        anchorer = make_anchorer(store)
+        first = anchorer.commit([temp("a", 1), temp("a", 1), temp("a", None), temp("a", None)])
+        assert (first.stored, first.duplicates) == (2, 2)
+        second = anchorer.commit([temp("a", 1), temp("a", 2), temp("a", None), temp("b", 1)])
+        assert (second.stored, second.duplicates, second.height) == (2, 2, 1)
+        only_duplicates = anchorer.commit([temp("a", 2)])
+        assert (only_duplicates.stored, only_duplicates.height) == (0, None)
+        assert store.counts().blocks == 2
+        assert dedup_key(temp("a", 7)) == "a/temperature/7"
+        assert dedup_key(temp("a", None)).startswith("a/temperature/#")
+
+
+def test_duplicate_window_bounds_the_lookup(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "s.duckdb") as store:
+        anchorer = make_anchorer(store, window=10**9)  # one second
+        anchorer.commit([temp("a", 1)])
+        late = anchorer.commit([temp("a", 2, offset=5_000)])
+        assert late.stored == 1
+        # seq 1 was received 5 s before the newest reading: outside the window.
+        assert anchorer.commit([temp("a", 1, offset=5_000)]).stored == 1
+
+
+def test_a_restart_continues_the_chain(tmp_path: Path) -> None:
+    path = tmp_path / "s.duckdb"
+    with Store.open(path) as store:
+        make_anchorer(store).commit([temp("a", 1)])
+    with Store.open(path) as store:
+        assert check_recent_blocks(store, KEY, "gw-test", 3) == 1
+        anchorer = make_anchorer(store)
+        assert anchorer.head.height == 1
+        assert anchorer.commit([temp("a", 1), temp("a", 2)]).height == 1
+        blocks = store.blocks()
+        verify_chain([(b.header, b.signature) for b in blocks], {KEY.key_id: KEY.public_key})
+        assert check_recent_blocks(store, KEY, "gw-test", 1) == 1
+
+
+def test_a_failed_commit_leaves_nothing_and_the_retry_reuses_the_height(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "s.duckdb") as store:
+        anchorer = make_anchorer(store)
+        anchorer.commit([temp("a", 1)])
+        store._con.execute("DROP TABLE rejects")
+        bad = Rejected("t", b"x", NOW_NS, "payload", "p")
+        with pytest.raises(StoreError, match="store: commit a batch failed"):
+            anchorer.commit([temp("a", 2), bad])
+        assert store.query("SELECT count(*) FROM readings") == [(1,)]
+        assert anchorer.head.height == 1
+        assert anchorer.commit([temp("a", 2)]).height == 1
+
+
+def test_another_gateway_or_key_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "s.duckdb"
+    with Store.open(path) as store:
+        make_anchorer(store).commit([temp("a", 1)])
+    with Store.open(path) as store:
+        with pytest.raises(StoreMismatchError, match="belongs to gateway 'gw-test', not 'other'"):
+            Anchorer(store, KEY, "other", duplicate_window_ns=0)
+        with pytest.raises(StoreMismatchError, match="configured key"):
+            Anchorer(store, SigningKey.generate(), "gw-test", duplicate_window_ns=0)
+
+
+@pytest.mark.parametrize(
+    ("tamper", "message"),
+    [
+        pytest.param(
+            "UPDATE readings SET envelope = envelope || 'x'::BLOB WHERE leaf_index = 1",
+            "reading 1 does not match",
+            id="envelope",
+        ),
+        pytest.param(
+            "DELETE FROM readings WHERE leaf_index = 0",
+            "1 stored readings, the header says 2",
+            id="deleted",
+        ),
+        pytest.param(
+            "UPDATE blocks SET signature = header WHERE height = 1",
+            "block 1 does not verify",
+            id="signature",
+        ),
+        pytest.param(
+            "DELETE FROM blocks WHERE height = 1", "head says 2 blocks", id="block-deleted"
+        ),
+        pytest.param(
+            "UPDATE readings SET leaf_hash = envelope WHERE leaf_index = 0 AND block_height = 1",
+            "reading 0 does not match",
+            id="leaf",
+        ),
+    ],
+)
+def test_a_tampered_store_is_refused_naming_the_block(
+    tmp_path: Path, tamper: str, message: str
+) -> None:
+    path = tmp_path / "s.duckdb"
+    with Store.open(path) as store:
+        anchorer = make_anchorer(store)
+        anchorer.commit([temp("a", 1), temp("a", 2)])
+        anchorer.commit([temp("a", 3), temp("a", 4)])
+    con = duckdb.connect(str(path))
+    con.execute(tamper)
+    con.close()
+    with Store.open(path) as store, pytest.raises(StoreMismatchError, match=message):
+        check_recent_blocks(store, KEY, "gw-test", 5)
+
+
+def test_a_store_in_use_is_refused_with_a_clear_message(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    path = tmp_path / "s.duckdb"
+    Store.open(path).close()
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import duckdb,sys; c=duckdb.connect({str(path)!r}); "
+            "print('ok', flush=True); sys.stdin.read()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == b"ok"
+        with pytest.raises(StoreError, match="in use by another process"):
+            Store.open(path)
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(10)
+        holder.stdout.close()  # type: ignore[union-attr]
+
+
+def test_genesis_head_for_an_empty_store(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "s.duckdb") as store:
+        assert make_anchorer(store).head == ChainHead.genesis()
+        assert check_recent_blocks(store, KEY, "gw-test", 3) == 0
