@@ -7,10 +7,14 @@ user can cause become one line on stderr and an exit code, in one place
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import click
+
+from gateway.errors import ConfigError, GatewayError, StoreError
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -32,6 +36,87 @@ def cli() -> None:
     Example:
       anchorgate keygen --out keys/gateway
     """
+
+
+@cli.command()
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("keys/gateway"),
+    show_default=True,
+    help="Path prefix: writes PREFIX.key (private, mode 0600) and PREFIX.pub.",
+)
+@click.option("--force", is_flag=True, help="Overwrite existing key files.")
+def keygen(out: Path, force: bool) -> None:
+    """Make the gateway's Ed25519 signing key pair.
+
+    The private key signs every block; give the .pub file to auditors.
+
+    \b
+    Example:
+      anchorgate keygen --out keys/gateway
+    """
+    from ledger import LedgerError, SigningKey  # noqa: PLC0415
+
+    private, public = out.with_name(out.name + ".key"), out.with_name(out.name + ".pub")
+    for path in (private, public):
+        if path.exists() and not force:
+            raise UserError(f"{path} exists; use --force to replace it")
+    try:
+        private.parent.mkdir(parents=True, exist_ok=True)
+        key = SigningKey.generate()
+        if force:
+            private.unlink(missing_ok=True)
+        key.save(private)
+        key.public_key.save(public)
+    except (OSError, LedgerError) as exc:
+        raise UserError(f"cannot write the key: {exc}") from None
+    click.echo(f"private key: {private} (mode 0600, keep it secret)")
+    click.echo(f"public key:  {public}")
+    click.echo(f"key id:      {key.key_id.hex()}")
+
+
+@cli.command()
+@click.option(
+    "-c",
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("config/gateway.toml"),
+    show_default=True,
+    help="The gateway configuration (TOML).",
+)
+def run(config_path: Path) -> None:
+    """Run the gateway: MQTT in, readings anchored to the signed chain, stored in DuckDB.
+
+    Runs until SIGTERM or SIGINT, then commits and acknowledges the open batch and
+    exits 0.
+
+    \b
+    Example:
+      anchorgate run -c config/gateway.toml
+    """
+    from gateway import logs  # noqa: PLC0415
+    from gateway.config import load_config  # noqa: PLC0415
+    from gateway.service import serve  # noqa: PLC0415
+    from ledger import LedgerError, SigningKey  # noqa: PLC0415
+
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        raise UserError(str(exc)) from None
+    logs.configure(config.log.level, config.log.format)
+    try:
+        key = SigningKey.load(config.gateway.key_file)
+    except (LedgerError, OSError) as exc:
+        raise UserError(f"gateway.key_file: {exc}") from None
+    try:
+        asyncio.run(serve(config, key))
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from None
+    except GatewayError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def _register_commands() -> None:

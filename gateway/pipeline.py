@@ -1,0 +1,176 @@
+"""The pipeline: raw messages in, decoded into batches, anchored and committed, then acked.
+
+:meth:`Pipeline.run` takes an async iterator of :class:`RawMessage` (the MQTT
+subscriber in production, a list in unit tests) and an ``ack`` callable. Two tasks:
+
+- intake: decodes each message on arrival (bad ones become ``Rejected`` items; they
+  travel with the batch so that they are stored before they are acked) and closes a
+  batch at ``max_readings`` messages or ``max_delay`` seconds after its first message;
+- write: commits closed batches one at a time on the writer thread, then acks the
+  batch's messages in arrival order. A failed commit is retried with backoff and
+  nothing is acked until it succeeds.
+
+Batches are committed in the order they were closed, so acks leave in the order the
+messages arrived (MQTT 5 section 4.6). Memory is bounded by the broker: it sends no
+more than Receive Maximum unacknowledged messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterable, Callable, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.anchor import Accepted, Anchorer, Decoded, Rejected
+from gateway.config import BatchSection
+from gateway.decode import Decoder, detect_format
+from gateway.errors import DecodeError, StoreError
+from gateway.logs import get_logger, log_event
+from gateway.metrics import Metrics
+
+_log = get_logger("pipeline")
+
+RETRY_MIN_DELAY = 0.5
+RETRY_MAX_DELAY = 10.0
+
+
+@dataclass(slots=True)
+class RawMessage:
+    """One message as received; ``token`` is the subscriber's handle for acking it."""
+
+    topic: str
+    payload: bytes
+    received_ns: int
+    token: Any = None
+
+
+@dataclass(slots=True)
+class Batch:
+    messages: list[RawMessage] = field(default_factory=list)
+    items: list[Decoded] = field(default_factory=list)
+
+
+Ack = Callable[[Sequence[RawMessage]], None]
+
+
+class Pipeline:
+    """Decode, batch, anchor, commit, ack."""
+
+    def __init__(
+        self,
+        decoder: Decoder,
+        anchorer: Anchorer,
+        batch: BatchSection,
+        metrics: Metrics,
+        executor: Executor,
+    ) -> None:
+        self._decoder = decoder
+        self._anchorer = anchorer
+        self._limits = batch
+        self.metrics = metrics
+        self._executor = executor
+        self._batch = Batch()
+        self._timer: asyncio.TimerHandle | None = None
+        self._closed: asyncio.Queue[Batch | None] = asyncio.Queue()
+
+    def decode(self, message: RawMessage) -> Decoded:
+        """The message as an Accepted reading or a Rejected one with its reason."""
+        try:
+            reading = self._decoder.decode(message.topic, message.payload, message.received_ns)
+        except DecodeError as exc:
+            return Rejected(
+                message.topic, message.payload, message.received_ns, exc.field, exc.problem
+            )
+        return Accepted(
+            message.topic,
+            message.payload,
+            message.received_ns,
+            reading,
+            detect_format(message.payload),
+        )
+
+    async def run(self, source: AsyncIterable[RawMessage], ack: Ack) -> None:
+        """Process ``source`` until it ends; the last batch is committed and acked."""
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._write(ack), name="write")
+            try:
+                async for message in source:
+                    self._add(message)
+            finally:
+                self._close_batch()
+                self._closed.put_nowait(None)
+
+    def _add(self, message: RawMessage) -> None:
+        self.metrics.received += 1
+        batch = self._batch
+        batch.messages.append(message)
+        batch.items.append(self.decode(message))
+        if len(batch.messages) >= self._limits.max_readings:
+            self._close_batch()
+        elif self._timer is None:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(self._limits.max_delay, self._close_batch)
+
+    def _close_batch(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._batch.messages:
+            self._closed.put_nowait(self._batch)
+            self._batch = Batch()
+
+    async def _write(self, ack: Ack) -> None:
+        loop = asyncio.get_running_loop()
+        while (batch := await self._closed.get()) is not None:
+            delay = RETRY_MIN_DELAY
+            while True:
+                started = time.monotonic()
+                try:
+                    outcome = await loop.run_in_executor(
+                        self._executor, self._anchorer.commit, batch.items
+                    )
+                    break
+                except StoreError as exc:
+                    self.metrics.commit_failures += 1
+                    log_event(
+                        _log, logging.ERROR, "batch.commit_failed", error=str(exc), retry_in=delay
+                    )
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, RETRY_MAX_DELAY)
+            seconds = time.monotonic() - started
+            ack(batch.messages)
+            metrics = self.metrics
+            metrics.acked += len(batch.messages)
+            metrics.stored += outcome.stored
+            metrics.rejects += outcome.rejects
+            metrics.duplicates += outcome.duplicates
+            metrics.record_batch(
+                [m.received_ns for m in batch.messages], outcome.committed_ns, seconds
+            )
+            if outcome.height is not None:
+                metrics.blocks += 1
+                metrics.height = outcome.height + 1
+            log_event(
+                _log,
+                logging.DEBUG,
+                "batch.committed",
+                height=outcome.height,
+                stored=outcome.stored,
+                rejects=outcome.rejects,
+                duplicates=outcome.duplicates,
+                seconds=round(seconds, 4),
+            )
+            for item in batch.items:
+                if isinstance(item, Rejected):
+                    log_event(
+                        _log,
+                        logging.INFO,
+                        "reading.rejected",
+                        topic=item.topic,
+                        field=item.field,
+                        reason=item.reason,
+                    )

@@ -1,0 +1,156 @@
+"""``anchorgate run``: the service that wires subscriber, pipeline, store and health file.
+
+Start-up: open (or create) the store on the writer thread, check the newest blocks
+against the key and their stored leaves, continue the chain from the stored head,
+then connect. A store that does not verify is refused, naming the first bad block.
+
+Tasks (one task group): ``receive`` (MQTT connection loop), ``pipeline`` (decode,
+batch, commit, ack) and ``health`` (the health file). On SIGTERM or SIGINT: stop
+taking messages, commit and ack the open batch, disconnect, write the health file a
+last time and return, so that the process exits 0 within a few seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from gateway.anchor import Anchorer, check_recent_blocks
+from gateway.config import Config
+from gateway.decode import Decoder
+from gateway.logs import get_logger, log_event
+from gateway.metrics import Metrics, write_health
+from gateway.pipeline import Pipeline
+from gateway.store import Store
+from gateway.subscriber import Subscriber
+from ledger import SigningKey
+
+_log = get_logger("service")
+
+FLUSH_TIMEOUT = 30.0  # how long a stop waits for the last commit before giving up on acks
+
+
+@dataclass
+class Opened:
+    store: Store
+    anchorer: Anchorer
+    checked: int
+
+
+def open_store(config: Config, key: SigningKey, clock: Callable[[], int]) -> Opened:
+    """Open the store, verify its newest blocks and build the anchorer (writer thread)."""
+    store = Store.open(
+        config.store.path, memory_limit=config.store.memory_limit, threads=config.store.threads
+    )
+    try:
+        checked = check_recent_blocks(
+            store, key, config.gateway.id, config.store.verify_blocks_on_start
+        )
+        anchorer = Anchorer(
+            store,
+            key,
+            config.gateway.id,
+            duplicate_window_ns=int(config.store.duplicate_window * 1e9),
+            clock=clock,
+        )
+    except BaseException:
+        store.close()
+        raise
+    return Opened(store, anchorer, checked)
+
+
+async def serve(
+    config: Config,
+    key: SigningKey,
+    *,
+    stop: asyncio.Event | None = None,
+    clock: Callable[[], int] = time.time_ns,
+    handle_signals: bool = True,
+) -> Metrics:
+    """Run the gateway until ``stop`` is set (or SIGTERM/SIGINT); return its final metrics."""
+    loop = asyncio.get_running_loop()
+    stop = stop if stop is not None else asyncio.Event()
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="anchorgate-writer")
+    try:
+        opened = await loop.run_in_executor(executor, open_store, config, key, clock)
+    except BaseException:
+        executor.shutdown(wait=True)
+        raise
+    metrics = Metrics()
+    metrics.height = opened.anchorer.head.height
+    log_event(
+        _log,
+        logging.INFO,
+        "gateway.started",
+        gateway_id=config.gateway.id,
+        key_id=key.key_id.hex()[:16],
+        store=str(config.store.path),
+        height=metrics.height,
+        blocks_checked=opened.checked,
+    )
+    subscriber = Subscriber(config, metrics, clock=clock)
+    pipeline = Pipeline(
+        Decoder(config.limits, config.mqtt.topic_template),
+        opened.anchorer,
+        config.batch,
+        metrics,
+        executor,
+    )
+    signals = (signal.SIGTERM, signal.SIGINT) if handle_signals else ()
+    for signum in signals:
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        async with asyncio.TaskGroup() as group:
+            receive = group.create_task(subscriber.run(), name="receive")
+            work = group.create_task(
+                pipeline.run(subscriber.messages(), subscriber.ack), name="pipeline"
+            )
+            health = group.create_task(_health_loop(config, metrics), name="health")
+            metrics.state = "running"
+            await stop.wait()
+            metrics.state = "stopping"
+            log_event(_log, logging.INFO, "gateway.stopping", queue_depth=metrics.queue_depth)
+            subscriber.close_intake()
+            try:
+                await asyncio.wait_for(asyncio.shield(work), FLUSH_TIMEOUT)
+            except TimeoutError:
+                log_event(_log, logging.ERROR, "gateway.flush_timeout", seconds=FLUSH_TIMEOUT)
+                work.cancel()
+            await subscriber.stop()
+            await receive
+            health.cancel()
+    finally:
+        for signum in signals:
+            loop.remove_signal_handler(signum)
+        await loop.run_in_executor(executor, opened.store.close)
+        executor.shutdown(wait=True)
+    metrics.state = "stopped"
+    if config.health.file is not None:
+        write_health(config.health.file, metrics.snapshot())
+    log_event(
+        _log,
+        logging.INFO,
+        "gateway.stopped",
+        received=metrics.received,
+        stored=metrics.stored,
+        rejects=metrics.rejects,
+        duplicates=metrics.duplicates,
+        height=metrics.height,
+    )
+    return metrics
+
+
+async def _health_loop(config: Config, metrics: Metrics) -> None:
+    path = config.health.file
+    if path is None:
+        return
+    while True:
+        with contextlib.suppress(OSError):
+            await asyncio.to_thread(write_health, path, metrics.snapshot())
+        await asyncio.sleep(config.health.interval)

@@ -1,0 +1,397 @@
+"""The MQTT subscriber: paho-mqtt 2.x with manual acks, driven by the asyncio event loop.
+
+Why paho and not aiomqtt: aiomqtt 2.x acknowledges a message as soon as it is queued
+(its issue #345), which loses data on a crash. This client PUBACKs a message only when
+:meth:`Subscriber.ack` is called, after its batch is committed.
+
+How it runs, as aiomqtt 2.x does it: paho's socket callbacks register the socket with
+the event loop (``add_reader``/``add_writer``), so paho reads and writes only when the
+socket is ready; ``loop_misc`` (keepalive) runs once a second. No thread polls.
+
+Session: MQTT 5, ``clean_start=False`` and a Session Expiry Interval from config, so
+the broker keeps our subscriptions and unacknowledged messages while we are away and
+redelivers them when we return. Receive Maximum (from config, at least the batch
+size) caps how many unacknowledged messages the broker sends us: that bounds memory.
+
+Acks belong to a connection: after a reconnect the broker redelivers whatever was not
+acked, so acks for messages of an earlier connection are not sent (their redelivered
+copies are recognised as duplicates and acked instead).
+
+Reconnection: one outer loop, capped exponential backoff with jitter, resubscribing
+every time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import select
+import socket
+import ssl
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from gateway.config import Config
+from gateway.errors import BrokerConnectError
+from gateway.logs import get_logger, log_event
+from gateway.metrics import Metrics
+from gateway.pipeline import RawMessage
+
+_log = get_logger("mqtt")
+
+CONNECT_TIMEOUT = 10.0
+READS_PER_WAKEUP = 512  # packets read per readiness callback before yielding to the loop
+# CONNACK reason codes that a retry will not cure; we still retry, slowly, and say so.
+_FATAL_CONNACK = {"Not authorized", "Bad user name or password", "Client identifier not valid"}
+
+
+class _Token:
+    """What ``ack`` needs: the connection the message came on, its packet id and QoS."""
+
+    __slots__ = ("generation", "mid", "qos")
+
+    def __init__(self, generation: int, mid: int, qos: int) -> None:
+        self.generation = generation
+        self.mid = mid
+        self.qos = qos
+
+
+class Subscriber:
+    """Receives messages into an async iterator and acks them on request."""
+
+    def __init__(
+        self,
+        config: Config,
+        metrics: Metrics,
+        *,
+        clock: Callable[[], int] = time.time_ns,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._config = config
+        self._mqtt = config.mqtt
+        self.metrics = metrics
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._queue: asyncio.Queue[RawMessage | None] = asyncio.Queue()
+        self._generation = 0
+        self._connected = False
+        self._closing = False
+        self._stopping = False
+        self._connack: asyncio.Future[bool] | None = None
+        self._suback: asyncio.Future[list[ReasonCode]] | None = None
+        self._lost: asyncio.Future[str] | None = None
+        self._wake = asyncio.Event()
+        self._misc_task: asyncio.Task[None] | None = None
+        self._loop_thread: int | None = None
+        self.client = self._make_client()
+
+    def _make_client(self) -> mqtt.Client:
+        client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=self._config.client_id,
+            protocol=MQTTProtocolVersion.MQTTv5,
+            manual_ack=True,
+            reconnect_on_failure=False,
+        )
+        mqtt_config = self._mqtt
+        if mqtt_config.username:
+            client.username_pw_set(mqtt_config.username, mqtt_config.password)
+        if mqtt_config.tls_ca_file is not None or mqtt_config.tls_cert_file is not None:
+            client.tls_set(
+                ca_certs=str(mqtt_config.tls_ca_file) if mqtt_config.tls_ca_file else None,
+                certfile=str(mqtt_config.tls_cert_file) if mqtt_config.tls_cert_file else None,
+                keyfile=str(mqtt_config.tls_key_file) if mqtt_config.tls_key_file else None,
+            )
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        client.on_socket_open = self._on_socket_open
+        client.on_socket_close = self._on_socket_close
+        client.on_socket_register_write = self._on_socket_register_write
+        client.on_socket_unregister_write = self._on_socket_unregister_write
+        return client
+
+    # -- the message stream ------------------------------------------------------------
+
+    async def messages(self) -> AsyncIterator[RawMessage]:
+        """Messages in arrival order, across reconnects, until :meth:`close_intake`."""
+        while (message := await self._queue.get()) is not None:
+            yield message
+
+    def close_intake(self) -> None:
+        """Stop taking messages: later ones stay unacked for the broker to redeliver."""
+        if not self._closing:
+            self._closing = True
+            self._queue.put_nowait(None)
+
+    def ack(self, messages: Sequence[RawMessage]) -> None:
+        """PUBACK committed messages, in the order given (their arrival order)."""
+        generation = self._generation
+        if not self._connected:
+            return
+        for message in messages:
+            token = message.token
+            if isinstance(token, _Token) and token.generation == generation and token.qos > 0:
+                self.client.ack(token.mid, token.qos)
+
+    # -- connection loop -----------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Connect, subscribe, and reconnect with backoff until :meth:`stop`."""
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        attempt = 0
+        while not self._stopping:
+            was_connected, reason = await self._session()
+            if self._stopping:
+                break
+            if was_connected:
+                attempt = 0
+            delay = min(self._mqtt.reconnect_max_delay, self._mqtt.reconnect_min_delay * 2**attempt)
+            delay *= self._rng.uniform(0.5, 1.0)  # jitter: gateways do not reconnect in step
+            attempt += 1
+            log_event(_log, logging.WARNING, "mqtt.retry", reason=reason, delay=round(delay, 3))
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
+
+    async def _session(self) -> tuple[bool, str]:
+        """One connection from CONNECT to its loss: whether CONNACK came, and why it ended."""
+        assert self._loop is not None
+        loop = self._loop
+        self._connack = loop.create_future()
+        self._suback = loop.create_future()
+        self._lost = loop.create_future()
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        properties.SessionExpiryInterval = self._mqtt.session_expiry
+        properties.ReceiveMaximum = self._mqtt.receive_maximum
+        try:
+            await loop.run_in_executor(
+                None,
+                lambda: self.client.connect(
+                    self._mqtt.host,
+                    self._mqtt.port,
+                    self._mqtt.keepalive,
+                    clean_start=False,
+                    properties=properties,
+                ),
+            )
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            return False, f"connect failed: {exc}"
+        try:
+            session_present = await asyncio.wait_for(asyncio.shield(self._connack), CONNECT_TIMEOUT)
+        except TimeoutError:
+            self._drop_connection()
+            return False, "no CONNACK in time"
+        except BrokerConnectError as exc:
+            self._drop_connection()
+            log_event(_log, logging.ERROR, "mqtt.refused", reason=str(exc))
+            return False, str(exc)
+        self._generation += 1
+        self._connected = True
+        self.metrics.connected = True
+        self.metrics.connects += 1
+        self._misc_task = loop.create_task(self._misc_loop(), name="mqtt-misc")
+        try:
+            granted = await self._subscribe()
+            log_event(
+                _log,
+                logging.INFO,
+                "mqtt.connected",
+                host=self._mqtt.host,
+                port=self._mqtt.port,
+                client_id=self._config.client_id,
+                session_present=session_present,
+                filters=",".join(self._mqtt.topic_filters),
+                granted=",".join(str(code) for code in granted),
+            )
+            reason = await self._lost
+        except (TimeoutError, BrokerConnectError) as exc:
+            self._drop_connection()
+            reason = f"subscribe failed: {exc}"
+        finally:
+            self._connected = False
+            self.metrics.connected = False
+            if self._misc_task is not None:
+                self._misc_task.cancel()
+        if not self._stopping:
+            log_event(_log, logging.WARNING, "mqtt.disconnected", reason=reason)
+        return True, reason
+
+    async def _subscribe(self) -> list[ReasonCode]:
+        assert self._suback is not None
+        options = SubscribeOptions(qos=1)
+        result, _mid = self.client.subscribe([(f, options) for f in self._mqtt.topic_filters])
+        if result != mqtt.MQTT_ERR_SUCCESS:
+            raise BrokerConnectError(f"subscribe not sent: {mqtt.error_string(result)}")
+        codes = await asyncio.wait_for(asyncio.shield(self._suback), CONNECT_TIMEOUT)
+        refused = [
+            f"{topic_filter}: {code}"
+            for topic_filter, code in zip(self._mqtt.topic_filters, codes, strict=False)
+            if code.is_failure or code.value < 1
+        ]
+        if refused:
+            raise BrokerConnectError("subscription refused or below QoS 1: " + "; ".join(refused))
+        return codes
+
+    def _drop_connection(self) -> None:
+        sock = self.client.socket()
+        if sock is not None:
+            self._unwatch(sock)
+            # paho closes the socket on the next connect(); shut it now so the broker notices.
+            if isinstance(sock, socket.socket):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    async def _misc_loop(self) -> None:
+        while self.client.loop_misc() == mqtt.MQTT_ERR_SUCCESS:
+            await asyncio.sleep(1)
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Disconnect cleanly (after the final acks have been queued) and end :meth:`run`."""
+        self._stopping = True
+        self.close_intake()
+        self._wake.set()
+        if self._connected and self._lost is not None and not self._lost.done():
+            self.client.disconnect()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._lost), timeout)
+            except TimeoutError:
+                self._drop_connection()
+                if not self._lost.done():
+                    self._lost.set_result("disconnect timed out")
+
+    # -- paho callbacks (on the event loop thread, except socket open/register) ----------
+
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: mqtt.ConnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        future = self._connack
+        if future is None or future.done():
+            return
+        if reason_code.is_failure:
+            fatal = str(reason_code) in _FATAL_CONNACK
+            what = "broker refused the connection" + (" (check credentials/ACL)" if fatal else "")
+            future.set_exception(BrokerConnectError(f"{what}: {reason_code}"))
+        else:
+            future.set_result(bool(flags.session_present))
+
+    def _on_subscribe(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        mid: int,
+        reason_codes: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
+        if self._suback is not None and not self._suback.done():
+            self._suback.set_result(list(reason_codes))
+
+    def _on_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: mqtt.DisconnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        self._connected = False
+        self.metrics.connected = False
+        if self._lost is not None and not self._lost.done():
+            self._lost.set_result(f"disconnected: {reason_code}")
+        if self._connack is not None and not self._connack.done():
+            self._connack.set_exception(BrokerConnectError(f"disconnected: {reason_code}"))
+
+    def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        if self._closing:
+            return  # not acked: the broker redelivers it to our next session
+        try:
+            topic = message.topic
+        except UnicodeDecodeError:
+            topic = bytes(message._topic).decode("utf-8", "replace")
+        self._queue.put_nowait(
+            RawMessage(
+                topic,
+                bytes(message.payload),
+                self._clock(),
+                _Token(self._generation, message.mid, message.qos),
+            )
+        )
+
+    def _call_in_loop(self, function: Callable[..., Any], *args: Any) -> None:
+        assert self._loop is not None
+        if threading.get_ident() == self._loop_thread:
+            function(*args)
+        else:
+            self._loop.call_soon_threadsafe(function, *args)
+
+    def _on_socket_open(self, client: mqtt.Client, userdata: object, sock: Any) -> None:
+        self._call_in_loop(self._watch, sock)
+
+    def _watch(self, sock: Any) -> None:
+        assert self._loop is not None
+        self._loop.add_reader(sock, self._readable, sock)
+
+    def _unwatch(self, sock: Any) -> None:
+        assert self._loop is not None
+        self._loop.remove_reader(sock)
+        self._loop.remove_writer(sock)
+
+    def _on_socket_close(self, client: mqtt.Client, userdata: object, sock: Any) -> None:
+        if sock.fileno() >= 0:
+            self._call_in_loop(self._unwatch, sock)
+
+    def _on_socket_register_write(self, client: mqtt.Client, userdata: object, sock: Any) -> None:
+        assert self._loop is not None
+        self._call_in_loop(self._loop.add_writer, sock, self._writable)
+
+    def _on_socket_unregister_write(self, client: mqtt.Client, userdata: object, sock: Any) -> None:
+        assert self._loop is not None
+        self._call_in_loop(self._loop.remove_writer, sock)
+
+    def _readable(self, sock: socket.socket) -> None:
+        # paho reads one packet per loop_read(); keep reading while the socket has data
+        # so a burst costs one wakeup, not one per message.
+        try:
+            for _ in range(READS_PER_WAKEUP):
+                if self.client.loop_read() != mqtt.MQTT_ERR_SUCCESS:
+                    break
+                if self.client.socket() is not sock:
+                    break
+                if isinstance(sock, ssl.SSLSocket) and sock.pending():
+                    continue
+                if not select.select([sock], [], [], 0)[0]:
+                    break
+        except Exception as exc:  # a broken socket: treat as a lost connection
+            self._connection_broken(exc)
+
+    def _writable(self) -> None:
+        try:
+            self.client.loop_write()
+        except Exception as exc:
+            self._connection_broken(exc)
+
+    def _connection_broken(self, exc: BaseException) -> None:
+        sock = self.client.socket()
+        if sock is not None:
+            self._unwatch(sock)
+        if self._lost is not None and not self._lost.done():
+            self._lost.set_result(f"socket error: {exc!r}")

@@ -1,0 +1,204 @@
+"""Helpers for the gateway's end-to-end tests: config files, a QoS 1 publisher, a subprocess.
+
+The publisher is plain paho-mqtt (not the simulators, which are built in parallel): it
+publishes with QoS 1 and returns only when the broker has acknowledged every message,
+so that "published" means "the broker has it".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+from gateway.config import Config, parse_config
+from gateway.mosquitto import Mosquitto
+from gateway.readings import TemperatureReading, encode_reading, topic_for
+from ledger import SigningKey
+
+REPO = Path(__file__).parents[2]
+
+
+def write_config(
+    directory: Path,
+    broker: Mosquitto,
+    *,
+    gateway_id: str = "gw-test",
+    max_readings: int = 200,
+    max_delay: float = 0.2,
+    receive_maximum: int | None = None,
+    shared_group: str = "",
+    extra: str = "",
+) -> Path:
+    """A key and a gateway.toml in ``directory`` for a gateway on ``broker``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    key_file = directory / "gateway.key"
+    if not key_file.exists():
+        SigningKey.generate().save(key_file)
+    path = directory / "gateway.toml"
+    path.write_text(
+        f"""
+[gateway]
+id = "{gateway_id}"
+key_file = "{key_file}"
+[mqtt]
+host = "{broker.host}"
+port = {broker.port}
+client_id = "anchorgate-{gateway_id}"
+receive_maximum = {receive_maximum or 2 * max_readings}
+shared_group = "{shared_group}"
+reconnect_min_delay = 0.1
+reconnect_max_delay = 1.0
+[batch]
+max_readings = {max_readings}
+max_delay = {max_delay}
+[store]
+path = "{directory / "gateway.duckdb"}"
+[health]
+file = "{directory / "health.json"}"
+interval = 0.5
+[log]
+level = "info"
+{extra}
+"""
+    )
+    return path
+
+
+def load(path: Path) -> Config:
+    return parse_config(path.read_text(), environ={})
+
+
+def readings(devices: int, count: int, start_seq: int = 0) -> list[tuple[str, bytes]]:
+    """``count`` (topic, payload) pairs spread round-robin over ``devices`` devices."""
+    now_ms = time.time_ns() // 1_000_000
+    result = []
+    for n in range(count):
+        device = f"dev-{n % devices:03d}"
+        seq = start_seq + n // devices
+        reading = TemperatureReading(device, seq, now_ms, 20.0 + (n % 100) / 10)
+        payload = encode_reading(reading, "json" if n % 2 else "msgpack")
+        result.append((topic_for(device, "temperature"), payload))
+    return result
+
+
+class Publisher:
+    """A QoS 1 MQTT 5 publisher in its own paho network thread."""
+
+    def __init__(self, broker: Mosquitto, client_id: str = "test-publisher") -> None:
+        self.client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=MQTTProtocolVersion.MQTTv5,
+        )
+        self.client.max_inflight_messages_set(500)
+        self.client.max_queued_messages_set(0)
+        self._acked = 0
+        self._lock = threading.Lock()
+        self._connected = threading.Event()
+        self.client.on_publish = self._on_publish
+        self.client.on_connect = lambda *args: self._connected.set()
+        self.client.connect(broker.host, broker.port)
+        self.client.loop_start()
+        if not self._connected.wait(10):
+            raise RuntimeError("publisher did not connect")
+
+    def _on_publish(self, *args: object) -> None:
+        with self._lock:
+            self._acked += 1
+
+    @property
+    def acked(self) -> int:
+        with self._lock:
+            return self._acked
+
+    def publish(self, messages: Iterable[tuple[str, bytes]], wait: bool = True) -> int:
+        sent = 0
+        for topic, payload in messages:
+            info = self.client.publish(topic, payload, qos=1)
+            if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                raise RuntimeError(f"publish failed: {mqtt.error_string(info.rc)}")
+            sent += 1
+        if wait:
+            self.wait_acked(sent)
+        return sent
+
+    def wait_acked(self, total: int, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while self.acked < total:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"broker acknowledged {self.acked} of {total} publishes")
+            time.sleep(0.01)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def publish_all(broker: Mosquitto, messages: Sequence[tuple[str, bytes]]) -> None:
+    publisher = Publisher(broker)
+    try:
+        publisher.publish(messages)
+    finally:
+        publisher.close()
+
+
+class GatewayProcess:
+    """``anchorgate run -c CONFIG`` as a child process, with its stderr in a file."""
+
+    def __init__(self, config: Path, log: Path) -> None:
+        self.config = config
+        self.log_path = log
+        self._log = log.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli", "run", "-c", str(config)],
+            cwd=REPO,
+            stdout=self._log,
+            stderr=self._log,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+
+    def health(self) -> dict[str, object]:
+        path = load(self.config).health.file
+        assert path is not None
+        try:
+            loaded: dict[str, object] = json.loads(path.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {}
+        return loaded
+
+    def wait_connected(self, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gateway exited {self.process.returncode}: {self.log()}")
+            if "mqtt.connected" in self.log():
+                return
+            time.sleep(0.05)
+        raise TimeoutError(f"gateway did not connect: {self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def terminate(self, timeout: float = 15.0) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        return self.wait(timeout)
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.wait(10)
+
+    def wait(self, timeout: float) -> int:
+        try:
+            return self.process.wait(timeout)
+        finally:
+            self._log.close()
