@@ -1,0 +1,167 @@
+"""Publishing over MQTT: a few aiomqtt connections shared by the fleet's devices.
+
+QoS 1 and 2 go through ``aiomqtt.Client.publish``, one task per message, at most
+``inflight`` unacknowledged per connection; a message counts as published once the
+broker acknowledged it. QoS 0 skips aiomqtt's per-message future and hands the
+message straight to the paho client underneath: measured on a 2-core machine,
+awaiting aiomqtt's QoS 0 publish one by one reaches about 10k messages/s, handing
+them to paho about 47k/s (bench/simulate.py), and the simulator must feed a gateway
+faster than it ingests. aiomqtt still owns the connection, its socket callbacks and
+TLS; messages are written by aiomqtt's writer callback when we yield to the loop.
+
+An abrupt disconnect (fault ``disconnect``) first waits until everything already
+handed over on that connection is on the wire (QoS 0) or acknowledged (QoS 1+), so
+the manifest stays exact; then it shuts the socket down, so the broker sees the TCP
+connection end without an MQTT DISCONNECT, and dials again with the same client id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from contextlib import AsyncExitStack
+from types import TracebackType
+
+import aiomqtt
+import paho.mqtt.client as paho
+
+from simulators.errors import PublishError
+from simulators.scenario import BrokerSettings
+
+
+class _Connection:
+    def __init__(self, client: aiomqtt.Client, stack: AsyncExitStack) -> None:
+        self.client = client
+        self.stack = stack
+        self.last: paho.MQTTMessageInfo | None = None  # latest QoS 0 message handed over
+        self.marker: paho.MQTTMessageInfo | None = None  # QoS 0 message at the last pace()
+        self.pending: set[asyncio.Task[None]] = set()  # QoS 1+ publishes awaiting PUBACK
+
+    @property
+    def paho(self) -> paho.Client:
+        # aiomqtt keeps its paho client private; the QoS 0 fast path needs it (see above).
+        return self.client._client
+
+
+class Publisher:
+    """``settings.connections`` MQTT connections publishing at one QoS."""
+
+    def __init__(self, settings: BrokerSettings, qos: int) -> None:
+        self.settings = settings
+        self.qos = qos
+        self.connections: list[_Connection] = []
+        self.drops = 0
+
+    async def _connect(self, index: int) -> _Connection:
+        s = self.settings
+        tls = None
+        if s.tls:
+            tls = aiomqtt.TLSParameters(
+                ca_certs=str(s.ca_file) if s.ca_file else None,
+                certfile=str(s.cert_file) if s.cert_file else None,
+                keyfile=str(s.key_file) if s.key_file else None,
+            )
+        client = aiomqtt.Client(
+            s.host,
+            s.port,
+            identifier=f"{s.client_id}-{index}",
+            username=s.username,
+            password=s.password,
+            keepalive=s.keepalive,
+            tls_params=tls,
+            max_inflight_messages=s.inflight,
+        )
+        # aiomqtt logs a warning per publish while more than this many are pending;
+        # with a window of ``inflight`` that is our normal state, not a concern.
+        client.pending_calls_threshold = s.inflight + 1
+        stack = AsyncExitStack()
+        try:
+            await stack.enter_async_context(client)
+        except aiomqtt.MqttError as exc:
+            raise PublishError(f"cannot connect to MQTT broker {s.host}:{s.port}: {exc}") from None
+        return _Connection(client, stack)
+
+    async def __aenter__(self) -> Publisher:
+        for index in range(self.settings.connections):
+            self.connections.append(await self._connect(index))
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if exc_type is None:
+                await self.drain()
+        finally:
+            for conn in self.connections:
+                for task in conn.pending:
+                    task.cancel()
+                with contextlib.suppress(aiomqtt.MqttError):
+                    await conn.stack.aclose()
+            self.connections.clear()
+
+    def publish(self, connection: int, topic: str, payload: bytes) -> None:
+        """Hand one message over; it goes out when the caller next awaits :meth:`pace`."""
+        conn = self.connections[connection]
+        if self.qos == 0:
+            info = conn.paho.publish(topic, payload, 0)
+            if info.rc != paho.MQTT_ERR_SUCCESS:
+                raise PublishError(f"publish on {topic} failed: {paho.error_string(info.rc)}")
+            conn.last = info
+            return
+        task = asyncio.create_task(conn.client.publish(topic, payload, qos=self.qos, timeout=60))
+        conn.pending.add(task)
+        task.add_done_callback(conn.pending.discard)
+
+    async def pace(self) -> None:
+        """Let the writes happen; wait while a connection has too much outstanding."""
+        await asyncio.sleep(0)
+        for conn in self.connections:
+            if self.qos == 0:
+                # Allow one batch in the socket and one being handed over, no more.
+                while conn.marker is not None and not conn.marker.is_published():
+                    await asyncio.sleep(0.0005)
+                conn.marker = conn.last
+            else:
+                while len(conn.pending) >= self.settings.inflight:
+                    done, _ = await asyncio.wait(conn.pending, return_when=asyncio.FIRST_COMPLETED)
+                    _raise_failures(done)
+
+    async def drain(self, connection: int | None = None) -> None:
+        """Wait until every message handed over is sent (QoS 0) or acknowledged."""
+        conns = self.connections if connection is None else [self.connections[connection]]
+        for conn in conns:
+            while conn.last is not None and not conn.last.is_published():
+                if not conn.paho.is_connected():
+                    raise PublishError("the broker closed the connection")
+                await asyncio.sleep(0.001)
+            if conn.pending:
+                done, _ = await asyncio.wait(set(conn.pending))
+                _raise_failures(done)
+
+    async def drop(self, connection: int) -> None:
+        """Close ``connection`` without an MQTT DISCONNECT, then connect it again."""
+        await self.drain(connection)
+        conn = self.connections[connection]
+        sock = conn.paho.socket()
+        if isinstance(sock, socket.socket):  # also ssl.SSLSocket
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        # aiomqtt now finds the connection lost and says so; that is the point.
+        with contextlib.suppress(aiomqtt.MqttError):
+            await conn.stack.aclose()
+        self.connections[connection] = await self._connect(connection)
+        self.drops += 1
+
+
+def _raise_failures(done: set[asyncio.Task[None]]) -> None:
+    for task in done:
+        if task.cancelled():
+            continue
+        exc = task.exception()
+        if exc is not None:
+            raise PublishError(f"publish failed: {exc}") from None
