@@ -375,7 +375,12 @@ def _verify(
         checks.append(Check("block-in-chain", True, subject, f"signed, in chain at {head.height}"))
 
     entries = _get(bundle, "readings", list, "bundle")
-    _require(len(entries) <= MAX_READINGS, "format", "bundle", "too many readings")
+    _require(
+        0 < len(entries) <= MAX_READINGS,
+        "format",
+        "bundle",
+        f"bundle must disclose 1 to {MAX_READINGS} readings, it has {len(entries)}",
+    )
     seen: set[tuple[int, int]] = set()
     for i, entry in enumerate(entries):
         where = f"readings[{i}]"

@@ -46,11 +46,20 @@ def hash_children(left: bytes, right: bytes) -> bytes:
 def _next_level(level: Sequence[bytes]) -> list[bytes]:
     # The hot loop of tree building: one concatenation and one hash per pair; an odd
     # last node is promoted as it is.
-    pairs = zip(level[0::2], level[1::2], strict=False)
-    nxt = [_sha256(NODE_PREFIX + a + b).digest() for a, b in pairs]
+    sha, prefix = _sha256, NODE_PREFIX
+    it = iter(level)  # zip(it, it) pairs neighbours without copying the level
+    nxt = [sha(prefix + a + b).digest() for a, b in zip(it, it, strict=False)]
     if len(level) % 2:
         nxt.append(level[-1])
     return nxt
+
+
+def _build_levels(level: list[bytes]) -> list[list[bytes]]:
+    levels = [level]
+    while len(level) > 1:
+        level = _next_level(level)
+        levels.append(level)
+    return levels
 
 
 class MerkleTree:
@@ -64,18 +73,19 @@ class MerkleTree:
 
     def __init__(self, leaf_hashes: Iterable[bytes]) -> None:
         level = list(leaf_hashes)
-        for leaf in level:
-            if len(leaf) != HASH_SIZE:
-                raise FormatError(f"leaf hash must be {HASH_SIZE} bytes, not {len(leaf)}")
-        self.levels: list[list[bytes]] = [level]
-        while len(level) > 1:
-            level = _next_level(level)
-            self.levels.append(level)
+        sizes = set(map(len, level))  # map(len) runs in C: cheap even for 2^20 leaves
+        if sizes - {HASH_SIZE}:
+            raise FormatError(f"leaf hashes must be {HASH_SIZE} bytes, not {sorted(sizes)}")
+        self.levels: list[list[bytes]] = _build_levels(level)
 
     @classmethod
     def from_leaves(cls, leaves: Iterable[bytes]) -> MerkleTree:
         """The tree over raw leaf data (hashed with the 0x00 prefix first)."""
-        return cls(hash_leaf(leaf) for leaf in leaves)
+        sha, prefix = _sha256, LEAF_PREFIX
+        tree = cls.__new__(cls)
+        # The hashes are ours and fresh: no copy, no length check.
+        tree.levels = _build_levels([sha(prefix + leaf).digest() for leaf in leaves])
+        return tree
 
     @property
     def size(self) -> int:
