@@ -1,0 +1,173 @@
+"""Generate tests/vectors/ledger/*.json: anchorgate's own format test vectors.
+
+Everything is derived from fixed seeds, salts and times, and Ed25519 signatures are
+deterministic, so running this again must reproduce the committed files byte for
+byte (tests/ledger/test_format_vectors.py checks that). Run it only when a format
+changes on purpose, together with a version bump and docs/FORMAT.md:
+
+    .venv/bin/python -m tests.vectors.generate
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ledger import (
+    ChainBuilder,
+    Disclosure,
+    Envelope,
+    SignedHeader,
+    SigningKey,
+    build_bundle,
+    dumps_bundle,
+    log_proofs,
+)
+from ledger.merkle import hash_leaf
+
+OUT = Path(__file__).resolve().parent / "ledger"
+SEED = bytes(range(32))
+GATEWAY_ID = "gw-vectors-01"
+BASE_NS = 1_764_000_000_000_000_000
+
+
+def key() -> SigningKey:
+    return SigningKey.from_seed(SEED)
+
+
+def envelopes_for(height: int, count: int) -> list[Envelope]:
+    out = []
+    for i in range(count):
+        device = f"dev-{i:02d}"
+        payload = json.dumps(
+            {
+                "device_id": device,
+                "seq": height * 100 + i,
+                "ts": 1_764_000_000_000 + i,
+                "celsius": round(3.5 + 0.25 * i, 2),
+            },
+            separators=(",", ":"),
+        ).encode()
+        out.append(
+            Envelope.create(
+                f"sensors/{device}/temperature",
+                payload,
+                BASE_NS + height * 1_000_000_000 + i * 1_000,
+                bytes([height * 16 + i]) * 16,
+            )
+        )
+    return out
+
+
+def envelope_vectors() -> dict[str, Any]:
+    cases = []
+    for envelope in [
+        *envelopes_for(0, 3),
+        Envelope.create("t", b"", 0, bytes(16)),
+        Envelope.create("sensors/ünïcode/location", b"\x82\xa3lat\xcb@J", 2**64 - 1, b"\xff" * 16),
+    ]:
+        data = envelope.to_bytes()
+        cases.append(
+            {
+                "version": envelope.version,
+                "salt": envelope.salt.hex(),
+                "topic": envelope.topic,
+                "received_ns": envelope.received_ns,
+                "payload": envelope.payload.hex(),
+                "envelope": data.hex(),
+                "leaf_hash": hash_leaf(data).hex(),
+            }
+        )
+    return {"description": "Leaf envelopes: fields, canonical bytes, leaf hash", "cases": cases}
+
+
+def chain_vectors() -> tuple[dict[str, Any], dict[str, Any]]:
+    signer = key()
+    builder = ChainBuilder(GATEWAY_ID, signer)
+    sizes = [3, 1, 5, 2]
+    blocks, batches = [], []
+    for height, size in enumerate(sizes):
+        batch = envelopes_for(height, size)
+        sealed = builder.seal(
+            [e.leaf_hash() for e in batch],
+            batch[0].received_ns,
+            batch[-1].received_ns,
+            BASE_NS + height * 1_000_000_000 + 500_000_000,
+        )
+        blocks.append(sealed)
+        batches.append(batch)
+    chain = {
+        "description": "A chain of 4 blocks signed with the key from seed; headers, "
+        "hashes, signatures, batch trees and the chain head after each block",
+        "key": {
+            "seed": SEED.hex(),
+            "public_key": signer.public_key.raw.hex(),
+            "public_key_pem": signer.public_key.to_pem().decode(),
+            "key_id": signer.key_id.hex(),
+        },
+        "blocks": [
+            {
+                "height": b.header.height,
+                "gateway_id": b.header.gateway_id,
+                "prev_hash": b.header.prev_hash.hex(),
+                "log_root": b.header.log_root.hex(),
+                "batch_root": b.header.batch_root.hex(),
+                "leaf_count": b.header.leaf_count,
+                "first_received_ns": b.header.first_received_ns,
+                "last_received_ns": b.header.last_received_ns,
+                "created_ns": b.header.created_ns,
+                "key_id": b.header.key_id.hex(),
+                "header": b.header_bytes.hex(),
+                "block_hash": b.block_hash.hex(),
+                "signature": b.signature.hex(),
+                "leaf_hashes": [e.leaf_hash().hex() for e in batch],
+                "inclusion_paths": [
+                    [p.hex() for p in b.tree.inclusion_proof(i)] for i in range(len(batch))
+                ],
+                "head_after": b.head_after.to_bytes().hex(),
+            }
+            for b, batch in zip(blocks, batches, strict=True)
+        ],
+    }
+    head = blocks[-1]
+    picks = [(0, 2), (2, 4), (3, 1)]
+    disclosures = [
+        Disclosure(
+            batches[h][i].to_bytes(),
+            SignedHeader(blocks[h].header_bytes, blocks[h].signature),
+            i,
+            blocks[h].tree.inclusion_proof(i),
+        )
+        for h, i in picks
+    ]
+    proofs = log_proofs([b.block_hash for b in blocks[:-1]], [h for h, _ in picks if h < 3])
+    bundle = build_bundle(SignedHeader(head.header_bytes, head.signature), disclosures, proofs)
+    bundle_case = {
+        "description": "A proof bundle for readings (block 0, leaf 2), (block 2, leaf 4) and "
+        "(block 3, leaf 1) under head 3; it verifies with chain.json's key",
+        "public_key_pem": signer.public_key.to_pem().decode(),
+        "head_hash": head.block_hash.hex(),
+        "bundle_json": dumps_bundle(bundle).decode(),
+    }
+    return chain, bundle_case
+
+
+def build_all() -> dict[str, str]:
+    """File name -> exact file text."""
+    chain, bundle = chain_vectors()
+    files = {"envelopes.json": envelope_vectors(), "chain.json": chain, "bundle.json": bundle}
+    return {
+        name: json.dumps(data, indent=1, ensure_ascii=False) + "\n" for name, data in files.items()
+    }
+
+
+def main() -> None:
+    OUT.mkdir(exist_ok=True)
+    for name, text in build_all().items():
+        (OUT / name).write_text(text)
+        print(f"wrote {OUT / name}")
+
+
+if __name__ == "__main__":
+    main()
