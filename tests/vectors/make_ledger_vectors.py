@@ -1,11 +1,11 @@
-"""Generate tests/vectors/ledger/*.json: anchorgate's own format test vectors.
+"""Generate tests/vectors/anchorgate/*.json: anchorgate's own format test vectors.
 
 Everything is derived from fixed seeds, salts and times, and Ed25519 signatures are
 deterministic, so running this again must reproduce the committed files byte for
-byte (tests/ledger/test_format_vectors.py checks that). Run it only when a format
+byte (tests/vectors/test_ledger_vectors.py checks that). Run it only when a format
 changes on purpose, together with a version bump and docs/FORMAT.md:
 
-    .venv/bin/python -m tests.vectors.generate
+    .venv/bin/python tests/vectors/make_ledger_vectors.py
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from ledger import (
 )
 from ledger.merkle import hash_leaf
 
-OUT = Path(__file__).resolve().parent / "ledger"
+OUT = Path(__file__).resolve().parent / "anchorgate"
 SEED = bytes(range(32))
 GATEWAY_ID = "gw-vectors-01"
 BASE_NS = 1_764_000_000_000_000_000

@@ -1,6 +1,6 @@
-"""The format test vectors in tests/vectors/ledger/: reproduced byte for byte, and decoded.
+"""The format test vectors in tests/vectors/anchorgate/: reproduced byte for byte, and decoded.
 
-tests/vectors/generate.py wrote them from fixed seeds and salts. The code must still
+tests/vectors/make_ledger_vectors.py wrote them from fixed seeds and salts. The code must still
 produce exactly those bytes (a format change shows up here first), and the stored
 bytes must decode and verify without the generator (as an outside verifier would).
 """
@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from make_ledger_vectors import build_all
 
 from ledger import BlockHeader, ChainHead, Envelope, PublicKey, verify_bundle, verify_chain
 from ledger.merkle import MerkleTree, hash_leaf, verify_inclusion
-from tests.vectors.generate import build_all
 
-VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "ledger"
+VECTORS = Path(__file__).resolve().parent / "anchorgate"
 
 
 def load(name: str) -> Any:
