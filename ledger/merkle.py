@@ -221,9 +221,9 @@ def verify_consistency(
             raise ConsistencyError(f"two different roots for the same size {old_size}")
         return
     if old_size == 0:
-        if proof:
-            raise ConsistencyError("a proof from the empty tree must be empty")
-        return
+        # Every tree extends the empty one, so such a "proof" shows nothing; like
+        # transparency-dev/merkle, refuse it rather than pass it.
+        raise ConsistencyError(f"a consistency proof from the empty tree to {new_size} is useless")
     expected = _consistency_length(old_size, new_size)
     if len(proof) != expected:
         raise ConsistencyError(
