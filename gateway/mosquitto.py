@@ -8,6 +8,8 @@ same persistence file, which is how the tests simulate a broker restart.
 
 from __future__ import annotations
 
+import os
+import pwd
 import shutil
 import socket
 import subprocess
@@ -76,6 +78,10 @@ class Mosquitto:
         lines = []
         if listener:
             lines += [f"listener {self.port} {self.host}", "allow_anonymous true"]
+        if os.geteuid() == 0:
+            # Run as root, mosquitto drops to the "mosquitto" user, which cannot write
+            # the log and persistence file in our directory: stay who we are.
+            lines.append(f"user {pwd.getpwuid(os.geteuid()).pw_name}")
         lines += [
             f"persistence {'true' if persistence else 'false'}",
             f"persistence_location {self.workdir}/",

@@ -13,6 +13,13 @@ the broker keeps our subscriptions and unacknowledged messages while we are away
 redelivers them when we return. Receive Maximum (from config, at least the batch
 size) caps how many unacknowledged messages the broker sends us: that bounds memory.
 
+Mosquitto 2.0.11 takes the client's Receive Maximum as its in-flight limit for an
+MQTT 5 client (``max_inflight_messages`` applies to MQTT 3.1.1 clients), but after each
+PUBACK it releases up to a whole window of queued messages, so during a backlog the
+broker alone does not bound what we hold. The subscriber therefore enforces the bound
+itself: it stops reading the socket while ``receive_maximum`` messages are handed over
+and not yet acked, and TCP pushes back on the broker.
+
 Acks belong to a connection: after a reconnect the broker redelivers whatever was not
 acked, so acks for messages of an earlier connection are not sent (their redelivered
 copies are recognised as duplicates and acked instead).
@@ -95,6 +102,8 @@ class Subscriber:
         self._wake = asyncio.Event()
         self._misc_task: asyncio.Task[None] | None = None
         self._loop_thread: int | None = None
+        self._pending = 0  # messages handed to the pipeline and not yet acked
+        self._paused = False  # socket reads paused because _pending hit receive_maximum
         self.client = self._make_client()
 
     def _make_client(self) -> mqtt.Client:
@@ -139,13 +148,18 @@ class Subscriber:
 
     def ack(self, messages: Sequence[RawMessage]) -> None:
         """PUBACK committed messages, in the order given (their arrival order)."""
+        self._pending -= len(messages)
         generation = self._generation
-        if not self._connected:
-            return
-        for message in messages:
-            token = message.token
-            if isinstance(token, _Token) and token.generation == generation and token.qos > 0:
-                self.client.ack(token.mid, token.qos)
+        if self._connected:
+            for message in messages:
+                token = message.token
+                if isinstance(token, _Token) and token.generation == generation and token.qos > 0:
+                    self.client.ack(token.mid, token.qos)
+        if self._paused and self._pending < self._mqtt.receive_maximum:
+            self._paused = False
+            sock = self.client.socket()
+            if sock is not None and self._connected:
+                self._watch(sock)
 
     # -- connection loop -----------------------------------------------------------------
 
@@ -200,8 +214,6 @@ class Subscriber:
             self._drop_connection()
             log_event(_log, logging.ERROR, "mqtt.refused", reason=str(exc))
             return False, str(exc)
-        self._generation += 1
-        self._connected = True
         self.metrics.connected = True
         self.metrics.connects += 1
         self._misc_task = loop.create_task(self._misc_loop(), name="mqtt-misc")
@@ -248,6 +260,7 @@ class Subscriber:
         return codes
 
     def _drop_connection(self) -> None:
+        self._connected = False
         sock = self.client.socket()
         if sock is not None:
             self._unwatch(sock)
@@ -292,6 +305,10 @@ class Subscriber:
             what = "broker refused the connection" + (" (check credentials/ACL)" if fatal else "")
             future.set_exception(BrokerConnectError(f"{what}: {reason_code}"))
         else:
+            # Here, not after the await: redelivered messages follow CONNACK in the same
+            # read and must carry the new connection's generation.
+            self._generation += 1
+            self._connected = True
             future.set_result(bool(flags.session_present))
 
     def _on_subscribe(
@@ -327,6 +344,7 @@ class Subscriber:
             topic = message.topic
         except UnicodeDecodeError:
             topic = bytes(message._topic).decode("utf-8", "replace")
+        self._pending += 1
         self._queue.put_nowait(
             RawMessage(
                 topic,
@@ -348,6 +366,9 @@ class Subscriber:
 
     def _watch(self, sock: Any) -> None:
         assert self._loop is not None
+        if self._pending >= self._mqtt.receive_maximum:
+            self._paused = True  # ack() resumes reading
+            return
         self._loop.add_reader(sock, self._readable, sock)
 
     def _unwatch(self, sock: Any) -> None:
@@ -375,6 +396,12 @@ class Subscriber:
                 if self.client.loop_read() != mqtt.MQTT_ERR_SUCCESS:
                     break
                 if self.client.socket() is not sock:
+                    break
+                if self._pending >= self._mqtt.receive_maximum:
+                    # Backpressure: leave further messages in the socket (and the broker).
+                    self._paused = True
+                    assert self._loop is not None
+                    self._loop.remove_reader(sock)
                     break
                 if isinstance(sock, ssl.SSLSocket) and sock.pending():
                     continue
