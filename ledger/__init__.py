@@ -8,8 +8,10 @@ normative description of every byte format this package reads or writes.
 
 from ledger.bundle import (
     BUNDLE_FORMAT,
+    BlockLog,
     Check,
     Disclosure,
+    HeadExtension,
     SignedHeader,
     VerificationReport,
     VerifiedReading,
@@ -43,6 +45,7 @@ from ledger.merkle import (
 __all__ = [
     "BUNDLE_FORMAT",
     "BlockHeader",
+    "BlockLog",
     "ChainBuilder",
     "ChainError",
     "ChainHead",
@@ -52,6 +55,7 @@ __all__ = [
     "Disclosure",
     "Envelope",
     "FormatError",
+    "HeadExtension",
     "KeyFileError",
     "KeyId",
     "LeafHash",

@@ -27,7 +27,13 @@ from ledger.envelope import Envelope
 from ledger.errors import FormatError, LedgerError, ProofError, SignatureError
 from ledger.header import BlockHash, BlockHeader, block_hash
 from ledger.keys import PublicKey
-from ledger.merkle import MerkleTree, hash_leaf, inclusion_path_length, root_from_inclusion_proof
+from ledger.merkle import (
+    MerkleTree,
+    hash_leaf,
+    inclusion_path_length,
+    root_from_inclusion_proof,
+    verify_consistency,
+)
 
 BUNDLE_FORMAT = "anchorgate-proof/1"
 MAX_BUNDLE_BYTES = 64 * 1024 * 1024
@@ -68,15 +74,47 @@ class Disclosure:
     path: tuple[bytes, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class HeadExtension:
+    """Proof that the bundle's head extends an older head the auditor already trusts.
+
+    ``log_proof`` proves the old head's block at index ``old.height`` of the new head's
+    block log; ``consistency`` is the RFC 9162 consistency proof from the old head's log
+    (size ``old.height``) to the new head's (empty when the old height is 0).
+    """
+
+    old: SignedHeader
+    log_proof: tuple[bytes, ...]
+    consistency: tuple[bytes, ...]
+
+
+class BlockLog:
+    """The block log of a head: the tree over the hashes of blocks 0..height-1."""
+
+    def __init__(self, block_hashes: Iterable[bytes]) -> None:
+        self.tree = MerkleTree(hash_leaf(h) for h in block_hashes)
+
+    def inclusion_proof(self, height: int) -> tuple[bytes, ...]:
+        return self.tree.inclusion_proof(height)
+
+    def extension(self, old: SignedHeader) -> HeadExtension:
+        """Proof that this log's head extends ``old`` (a block of this chain)."""
+        height = old.header.height
+        consistency = self.tree.consistency_proof(height) if height else ()
+        return HeadExtension(old, self.tree.inclusion_proof(height), consistency)
+
+
 def build_bundle(
     head: SignedHeader,
     disclosures: Sequence[Disclosure],
     log_proofs: Mapping[int, Sequence[bytes]],
+    extends: HeadExtension | None = None,
 ) -> dict[str, Any]:
     """Assemble a bundle; ``log_proofs[h]`` proves block h in the head's block log.
 
     The head's log has size ``head.height``; a block at the head's own height needs
-    no log proof. Returns the JSON-ready mapping (see :func:`dumps_bundle`).
+    no log proof. ``extends`` optionally proves that the head extends an older head.
+    Returns the JSON-ready mapping (see :func:`dumps_bundle`).
     """
     head_header = head.header
     blocks: dict[int, SignedHeader] = {}
@@ -96,7 +134,7 @@ def build_bundle(
                 "path": [_b64(p) for p in item.path],
             }
         )
-    return {
+    bundle: dict[str, Any] = {
         "format": BUNDLE_FORMAT,
         "gateway_id": head_header.gateway_id,
         "key_id": head_header.key_id.hex(),
@@ -117,6 +155,15 @@ def build_bundle(
         ],
         "readings": readings,
     }
+    if extends is not None:
+        bundle["extends"] = {
+            "height": extends.old.header.height,
+            "header": _b64(extends.old.header_bytes),
+            "signature": _b64(extends.old.signature),
+            "log_proof": [_b64(p) for p in extends.log_proof],
+            "consistency": [_b64(p) for p in extends.consistency],
+        }
+    return bundle
 
 
 def log_proofs(
@@ -130,8 +177,8 @@ def log_proofs(
     wanted = sorted(set(heights))
     if not wanted:
         return {}
-    tree = MerkleTree(hash_leaf(h) for h in block_hashes)
-    return {height: tree.inclusion_proof(height) for height in wanted}
+    log = BlockLog(block_hashes)
+    return {height: log.inclusion_proof(height) for height in wanted}
 
 
 def dumps_bundle(bundle: Mapping[str, Any]) -> bytes:
@@ -168,6 +215,7 @@ class VerificationReport:
     checks: list[Check] = field(default_factory=list)
     head: BlockHeader | None = None
     head_hash: bytes | None = None
+    extends: bytes | None = None
     readings: list[VerifiedReading] = field(default_factory=list)
 
     @property
@@ -260,8 +308,9 @@ def verify_bundle(
 ) -> VerificationReport:
     """Verify a bundle against the trusted gateway key; never raises on bad input.
 
-    ``trusted_head``, when given, is a block hash the auditor already trusts; the
-    bundle's head must be exactly that block.
+    ``trusted_head``, when given, is a block hash the auditor already trusts: the
+    bundle's head must be that block, or the bundle's ``extends`` entry must prove
+    that its head extends that block.
     """
     report = VerificationReport()
     try:
@@ -320,14 +369,29 @@ def _verify(
     )
     report.head, report.head_hash = head, block_hash(head_bytes)
     checks.append(Check("signature", True, f"head block {head.height}", "head signature valid"))
-    if trusted_head is not None:
-        _require(
-            report.head_hash == trusted_head,
-            "trusted-head",
-            f"head block {head.height}",
-            f"head is {report.head_hash.hex()}, not the trusted head {trusted_head.hex()}",
+    if "extends" in bundle:
+        extends = _get(bundle, "extends", dict, "bundle")
+        report.extends = _verify_extension(extends, head, key, gateway_id)
+        checks.append(
+            Check(
+                "head-extension",
+                True,
+                f"head block {head.height}",
+                f"extends the older head {report.extends.hex()}",
+            )
         )
-        checks.append(Check("trusted-head", True, "head", "head is the trusted head"))
+    if trusted_head is not None:
+        if report.head_hash == trusted_head:
+            checks.append(Check("trusted-head", True, "head", "head is the trusted head"))
+        else:
+            _require(
+                report.extends == trusted_head,
+                "trusted-head",
+                f"head block {head.height}",
+                f"head is {report.head_hash.hex()}, not the trusted head "
+                f"{trusted_head.hex()}, and the bundle does not prove that it extends it",
+            )
+            checks.append(Check("trusted-head", True, "head", "head extends the trusted head"))
 
     blocks = {head.height: head}
     for i, entry in enumerate(_get(bundle, "blocks", list, "bundle")):
@@ -386,6 +450,44 @@ def _verify(
         where = f"readings[{i}]"
         _require(type(entry) is dict, "format", where, f"{where} is not an object")
         report.readings.append(_verify_reading(entry, where, blocks, seen, checks))
+
+
+def _verify_extension(
+    entry: Mapping[str, Any], head: BlockHeader, key: PublicKey, gateway_id: str
+) -> bytes:
+    """Check an ``extends`` entry; return the older head's block hash."""
+    old, old_bytes = _signed_header(entry, "extends", key, gateway_id)
+    subject = f"older head block {old.height}"
+    _require(
+        _get_int(entry, "height", "extends") == old.height,
+        "format",
+        subject,
+        "extends: claimed height differs from the signed header",
+    )
+    _require(
+        old.height < head.height,
+        "head-extension",
+        subject,
+        f"{subject} is not older than the head (height {head.height})",
+    )
+    old_hash = block_hash(old_bytes)
+    log_proof = _get_hashes(entry, "log_proof", "extends")
+    consistency = _get_hashes(entry, "consistency", "extends")
+    try:
+        root = root_from_inclusion_proof(hash_leaf(old_hash), old.height, head.height, log_proof)
+        _require(
+            root == head.log_root,
+            "head-extension",
+            subject,
+            f"{subject} is not in the chain below head {head.height} (log proof fails)",
+        )
+        if old.height:
+            verify_consistency(old.height, head.height, old.log_root, head.log_root, consistency)
+        else:
+            _require(not consistency, "head-extension", subject, "proof from height 0 not empty")
+    except ProofError as exc:
+        raise _Failed("head-extension", subject, f"{subject}: {exc}") from None
+    return old_hash
 
 
 def _verify_reading(

@@ -278,3 +278,57 @@ def _leaves(obj: Any, prefix: tuple[Any, ...] = ()) -> Any:
         for index, value in enumerate(obj):
             yield (*prefix, index)
             yield from _leaves(value, (*prefix, index))
+
+
+def bundle_extending(old: int, head: int = BLOCKS - 1) -> dict[str, Any]:
+    from ledger import BlockLog
+
+    bundle = bundle_for([(1, 0)], head)
+    log = BlockLog(b.block_hash for b in BLOCKS_[:head])
+    extension = log.extension(signed(BLOCKS_[old]))
+    disclosures = [
+        Disclosure(
+            BATCHES[1][0].to_bytes(), signed(BLOCKS_[1]), 0, BLOCKS_[1].tree.inclusion_proof(0)
+        )
+    ]
+    rebuilt = build_bundle(
+        signed(BLOCKS_[head]), disclosures, {1: log.inclusion_proof(1)}, extends=extension
+    )
+    assert {k: v for k, v in rebuilt.items() if k != "extends"} == bundle
+    return rebuilt
+
+
+@pytest.mark.parametrize("old", range(BLOCKS - 1))
+def test_head_extends_an_older_trusted_head(old: int) -> None:
+    bundle = bundle_extending(old)
+    report = verify_bundle(dumps_bundle(bundle), KEY.public_key, BLOCKS_[old].block_hash)
+    assert report.valid, report.failure
+    assert report.extends == BLOCKS_[old].block_hash
+    # Without the extension the older trusted head cannot be matched.
+    del bundle["extends"]
+    report = verify_bundle(bundle, KEY.public_key, BLOCKS_[old].block_hash)
+    assert report.failure is not None
+    assert report.failure.name == "trusted-head"
+
+
+def test_forged_extensions_fail() -> None:
+    bundle = bundle_extending(3)
+    forged = copy.deepcopy(bundle)
+    forged["extends"]["consistency"][0] = b64(bytes(32))
+    report = verify_bundle(forged, KEY.public_key, BLOCKS_[3].block_hash)
+    assert report.failure is not None
+    assert report.failure.name == "head-extension"
+    # The extension must name the trusted head, not just any older head.
+    report = verify_bundle(bundle, KEY.public_key, BLOCKS_[4].block_hash)
+    assert report.failure is not None
+    assert report.failure.name == "trusted-head"
+    # An "older" head that is not older.
+    newer = copy.deepcopy(bundle)
+    newer["extends"].update(
+        height=BLOCKS - 1,
+        header=b64(BLOCKS_[-1].header_bytes),
+        signature=b64(BLOCKS_[-1].signature),
+    )
+    report = verify_bundle(newer, KEY.public_key)
+    assert report.failure is not None
+    assert report.failure.name == "head-extension"

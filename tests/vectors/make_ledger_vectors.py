@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ledger import (
+    BlockLog,
     ChainBuilder,
     Disclosure,
     Envelope,
@@ -22,7 +23,6 @@ from ledger import (
     SigningKey,
     build_bundle,
     dumps_bundle,
-    log_proofs,
 )
 from ledger.merkle import hash_leaf
 
@@ -141,13 +141,19 @@ def chain_vectors() -> tuple[dict[str, Any], dict[str, Any]]:
         )
         for h, i in picks
     ]
-    proofs = log_proofs([b.block_hash for b in blocks[:-1]], [h for h, _ in picks if h < 3])
-    bundle = build_bundle(SignedHeader(head.header_bytes, head.signature), disclosures, proofs)
+    log = BlockLog(b.block_hash for b in blocks[:-1])
+    proofs = {h: log.inclusion_proof(h) for h, _ in picks if h < 3}
+    extends = log.extension(SignedHeader(blocks[1].header_bytes, blocks[1].signature))
+    bundle = build_bundle(
+        SignedHeader(head.header_bytes, head.signature), disclosures, proofs, extends
+    )
     bundle_case = {
         "description": "A proof bundle for readings (block 0, leaf 2), (block 2, leaf 4) and "
-        "(block 3, leaf 1) under head 3; it verifies with chain.json's key",
+        "(block 3, leaf 1) under head 3, with proof that head 3 extends block 1 (the "
+        "older trusted head); it verifies with chain.json's key and either head hash",
         "public_key_pem": signer.public_key.to_pem().decode(),
         "head_hash": head.block_hash.hex(),
+        "older_head_hash": blocks[1].block_hash.hex(),
         "bundle_json": dumps_bundle(bundle).decode(),
     }
     return chain, bundle_case

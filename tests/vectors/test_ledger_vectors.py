@@ -67,4 +67,7 @@ def test_bundle_vector_verifies() -> None:
     key = PublicKey.from_pem(case["public_key_pem"].encode())
     report = verify_bundle(case["bundle_json"], key, bytes.fromhex(case["head_hash"]))
     assert report.valid, report.failure
+    older = verify_bundle(case["bundle_json"], key, bytes.fromhex(case["older_head_hash"]))
+    assert older.valid, older.failure
+    assert older.extends == bytes.fromhex(case["older_head_hash"])
     assert [(r.block.height, r.leaf_index) for r in report.readings] == [(0, 2), (2, 4), (3, 1)]
