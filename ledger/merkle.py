@@ -121,23 +121,98 @@ class MerkleTree:
 
     def consistency_proof(self, old_size: int) -> tuple[bytes, ...]:
         """RFC 9162 section 2.1.4.1 proof that this tree extends its first old_size leaves."""
-        if not 0 < old_size <= self.size:
-            raise ValueError(f"old size {old_size} is outside 1..{self.size}")
-        proof: list[bytes] = []
-        # SUBPROOF(m, D[start:end], b), unrolled: each step goes left or right.
-        start, end, m, complete = 0, self.size, old_size, True
-        while m != end - start:
-            k = 1 << ((end - start - 1).bit_length() - 1)
-            if m <= k:
-                proof.append(self._subtree(start + k, end))
-                end = start + k
-            else:
-                proof.append(self._subtree(start, start + k))
-                start, m, complete = start + k, m - k, False
-        if not complete:
-            proof.append(self._subtree(start, end))
-        proof.reverse()
-        return tuple(proof)
+        return tuple(self._subtree(s, e) for s, e in consistency_ranges(old_size, self.size))
+
+
+def _split(size: int) -> int:
+    """The largest power of two smaller than ``size`` (RFC 9162's k), for size > 1."""
+    return 1 << ((size - 1).bit_length() - 1)
+
+
+def inclusion_ranges(index: int, size: int) -> list[tuple[int, int]]:
+    """The leaf ranges whose subtree roots form the audit path of ``index``, leaf end first.
+
+    Each range is ``(start, end)``: either a full aligned block of 2**k leaves or one
+    that runs to the end of the tree (RFC 9162 section 2.1.3.1's PATH recursion).
+    """
+    if not 0 <= index < size:
+        raise ValueError(f"leaf index {index} is outside a tree of size {size}")
+    ranges = []
+    start, end = 0, size
+    while end - start > 1:
+        k = _split(end - start)
+        if index < start + k:
+            ranges.append((start + k, end))
+            end = start + k
+        else:
+            ranges.append((start, start + k))
+            start += k
+    ranges.reverse()
+    return ranges
+
+
+def consistency_ranges(old_size: int, size: int) -> list[tuple[int, int]]:
+    """The leaf ranges whose subtree roots form the RFC 9162 consistency proof."""
+    if not 0 < old_size <= size:
+        raise ValueError(f"old size {old_size} is outside 1..{size}")
+    ranges = []
+    start, end, m, complete = 0, size, old_size, True
+    while m != end - start:
+        k = _split(end - start)
+        if m <= k:
+            ranges.append((start + k, end))
+            end = start + k
+        else:
+            ranges.append((start, start + k))
+            start, m, complete = start + k, m - k, False
+    if not complete:
+        ranges.append((start, end))
+    ranges.reverse()
+    return ranges
+
+
+def subtree_roots(
+    leaf_hashes: Iterable[bytes], size: int, ranges: Iterable[tuple[int, int]]
+) -> dict[tuple[int, int], bytes]:
+    """Roots of the given leaf ranges, in one pass over the first ``size`` leaf hashes.
+
+    For proofs over a log too large to hold in memory: memory is O(log size) plus the
+    answers. Ranges must be of the kinds :func:`inclusion_ranges` and
+    :func:`consistency_ranges` return.
+    """
+    wanted = set(ranges)
+    found: dict[tuple[int, int], bytes] = {}
+    stack: list[tuple[int, int, bytes]] = []  # (start, level, hash): the frontier
+    count = 0
+    for leaf in leaf_hashes:
+        if count == size:
+            break
+        start, level, node = count, 0, leaf
+        if (start, start + 1) in wanted:
+            found[(start, start + 1)] = node
+        # Merge equal-sized subtrees; each merge completes an aligned block.
+        while stack and stack[-1][1] == level:
+            start, _, left = stack.pop()
+            node = hash_children(left, node)
+            level += 1
+            if (start, start + (1 << level)) in wanted:
+                found[(start, start + (1 << level))] = node
+        stack.append((start, level, node))
+        count += 1
+    if count != size:
+        raise ValueError(f"expected {size} leaf hashes, got {count}")
+    for start, end in wanted - found.keys():
+        if end != size:
+            raise ValueError(f"range {start}..{end} is neither a full block nor a tree end")
+        # A range that runs to the end: fold the frontier nodes it covers, right first.
+        covered = [node for s, _, node in stack if s >= start]
+        if not covered or stack[-len(covered)][0] != start:
+            raise ValueError(f"range {start}..{end} does not start on a subtree boundary")
+        acc = covered[-1]
+        for node in reversed(covered[:-1]):
+            acc = hash_children(node, acc)
+        found[(start, end)] = acc
+    return found
 
 
 def _check_hashes(name: str, hashes: Sequence[bytes]) -> None:
@@ -224,7 +299,7 @@ def verify_consistency(
         # Every tree extends the empty one, so such a "proof" shows nothing; like
         # transparency-dev/merkle, refuse it rather than pass it.
         raise ConsistencyError(f"a consistency proof from the empty tree to {new_size} is useless")
-    expected = _consistency_length(old_size, new_size)
+    expected = len(consistency_ranges(old_size, new_size))
     if len(proof) != expected:
         raise ConsistencyError(
             f"consistency proof {old_size} -> {new_size} must have {expected} hashes, "
@@ -257,19 +332,6 @@ def verify_consistency(
         raise ConsistencyError(f"consistency proof does not lead to the old root ({old_size})")
     if sr != new_root:
         raise ConsistencyError(f"consistency proof does not lead to the new root ({new_size})")
-
-
-def _consistency_length(old_size: int, new_size: int) -> int:
-    # Mirrors SUBPROOF's recursion without hashing.
-    length, start, end, m, complete = 0, 0, new_size, old_size, True
-    while m != end - start:
-        k = 1 << ((end - start - 1).bit_length() - 1)
-        length += 1
-        if m <= k:
-            end = start + k
-        else:
-            start, m, complete = start + k, m - k, False
-    return length + (0 if complete else 1)
 
 
 class Frontier:

@@ -218,3 +218,39 @@ def test_bad_inputs_are_refused() -> None:
         verify_consistency(5, 4, bytes(32), bytes(32), [])
     with pytest.raises(FormatError):
         Frontier(3, [bytes(32)])
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    size=st.integers(1, 600),
+    seed=st.integers(0, 2**16),
+    picks=st.lists(st.integers(0, 10**6), max_size=6),
+)
+def test_streamed_subtree_roots_give_the_same_proofs(
+    size: int, seed: int, picks: list[int]
+) -> None:
+    from ledger.merkle import consistency_ranges, inclusion_ranges, subtree_roots
+
+    tree = MerkleTree.from_leaves(leaves_for(size, seed))
+    indices = sorted({p % size for p in picks})
+    olds = sorted({1 + p % size for p in picks})
+    wanted = [r for i in indices for r in inclusion_ranges(i, size)]
+    wanted += [r for m in olds for r in consistency_ranges(m, size)]
+    roots = subtree_roots(iter(tree.levels[0]), size, wanted)
+    for index in indices:
+        proof = tuple(roots[r] for r in inclusion_ranges(index, size))
+        assert proof == tree.inclusion_proof(index)
+    for old in olds:
+        proof = tuple(roots[r] for r in consistency_ranges(old, size))
+        assert proof == tree.consistency_proof(old)
+
+
+def test_subtree_roots_refuses_short_input_and_odd_ranges() -> None:
+    from ledger.merkle import subtree_roots
+
+    hashes = [hash_leaf(bytes([i])) for i in range(6)]
+    with pytest.raises(ValueError, match="expected 7"):
+        subtree_roots(hashes, 7, [])
+    with pytest.raises(ValueError, match="neither a full block"):
+        subtree_roots(hashes, 6, [(1, 3)])
+    assert subtree_roots(hashes, 6, [(4, 6)])[(4, 6)] == hash_children(hashes[4], hashes[5])
