@@ -202,3 +202,45 @@ class GatewayProcess:
             return self.process.wait(timeout)
         finally:
             self._log.close()
+
+
+def verify_store(config_path: Path) -> list[tuple[str, str, int | None]]:
+    """Check the whole chain and every block's leaves; return (device, kind, seq) stored."""
+    from gateway.anchor import check_recent_blocks
+    from gateway.store import Store
+
+    config = load(config_path)
+    key = SigningKey.load(config.gateway.key_file)
+    with Store.open(config.store.path) as store:
+        blocks = store.count_blocks()
+        assert check_recent_blocks(store, key, config.gateway.id, blocks + 1) == blocks
+        rows = store.query("SELECT device_id, kind, seq FROM readings")
+    return [(str(d), str(k), None if s is None else int(s)) for d, k, s in rows]
+
+
+def published_keys(messages: Iterable[tuple[str, bytes]]) -> list[tuple[str, str, int | None]]:
+    """(device, kind, seq) of published readings, from their topic and payload."""
+    from gateway.decode import parse_payload
+
+    keys = []
+    for topic, payload in messages:
+        _, device, kind = topic.split("/")
+        document, _ = parse_payload(payload)
+        keys.append((device, kind, document.get("seq")))
+    return keys
+
+
+def wait_quiet(gateway: GatewayProcess, quiet: float = 1.5, timeout: float = 60.0) -> None:
+    """Wait until the gateway has nothing unacked and has received nothing for ``quiet`` s."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    since = time.monotonic()
+    while time.monotonic() < deadline:
+        health = gateway.health()
+        seen = (health.get("readings_in"), health.get("queue_depth"))
+        if seen != last:
+            last, since = seen, time.monotonic()
+        elif health.get("queue_depth") == 0 and time.monotonic() - since >= quiet:
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"gateway did not go quiet: {gateway.health()}")

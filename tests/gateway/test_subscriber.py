@@ -90,7 +90,8 @@ async def test_receive_maximum_bounds_unacknowledged_messages(broker: Mosquitto)
         while len(running.received) < 200:
             acked = len(running.received)
             running.subscriber.ack(running.received[acked - 50 : acked])
-            await eventually(lambda n=acked: len(running.received) == min(200, n + 50))
+            expected = min(200, acked + 50)
+            await eventually(lambda: len(running.received) == expected)  # noqa: B023
         running.subscriber.ack(running.received[181:])
         await asyncio.sleep(0.1)
 

@@ -1,0 +1,201 @@
+"""The gateway end to end: a real Mosquitto, a real gateway process, real DuckDB files.
+
+The issue's tests 1 to 6: bulk ingest, SIGKILL crashes, a broker restart, bad input,
+two instances on a shared subscription, and SIGTERM with a half-full batch.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from gateway_cases import bad_inputs
+from gateway_helpers import (
+    GatewayProcess,
+    Publisher,
+    load,
+    publish_all,
+    published_keys,
+    readings,
+    verify_store,
+    wait_quiet,
+    write_config,
+)
+
+from gateway.mosquitto import Mosquitto
+from gateway.store import Store
+
+pytestmark = pytest.mark.broker
+
+
+def start(config: Path, name: str = "gateway") -> GatewayProcess:
+    gateway = GatewayProcess(config, config.parent / f"{name}.log")
+    gateway.wait_connected()
+    return gateway
+
+
+def assert_exactly(
+    stored: list[tuple[str, str, int | None]], published: list[tuple[str, str, int | None]]
+) -> None:
+    duplicates = [key for key, n in Counter(stored).items() if n > 1]
+    assert not duplicates, f"stored twice: {duplicates[:5]}"
+    missing = set(published) - set(stored)
+    assert not missing, f"{len(missing)} readings lost, e.g. {sorted(missing)[:5]}"
+    assert set(stored) == set(published)
+
+
+@pytest.mark.slow
+def test_50_devices_20000_readings_all_stored_anchored_and_verified(
+    broker: Mosquitto, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path / "gw", broker, max_readings=1000, max_delay=0.5)
+    gateway = start(config)
+    messages = readings(devices=50, count=20_000)
+    publish_all(broker, messages)
+    wait_quiet(gateway, quiet=1.0)
+    health = gateway.health()
+    assert gateway.terminate() == 0
+    assert health["stored"] == 20_000
+    assert health["rejects"] == health["duplicates"] == 0
+    assert_exactly(verify_store(config), published_keys(messages))
+    with Store.open(load(config).store.path) as store:
+        assert store.counts().blocks >= 20
+        assert store.query("SELECT count(DISTINCT device_id) FROM readings") == [(50,)]
+
+
+@pytest.mark.slow
+def test_sigkill_three_times_during_publish_loses_nothing_and_stores_nothing_twice(
+    broker: Mosquitto, tmp_path: Path
+) -> None:
+    seed = random.randrange(2**32)
+    rng = random.Random(seed)
+    config = write_config(tmp_path / "gw", broker, max_readings=500, max_delay=0.2)
+    messages = readings(devices=50, count=50_000)
+    gateway = start(config, "run-0")
+    publisher = Publisher(broker)
+    done = threading.Event()
+
+    def publish() -> None:
+        publisher.publish(messages)
+        done.set()
+
+    thread = threading.Thread(target=publish)
+    thread.start()
+    try:
+        for run in range(1, 4):
+            time.sleep(rng.uniform(0.3, 2.0))
+            gateway.kill()
+            gateway = start(config, f"run-{run}")
+        thread.join(120)
+        assert done.is_set(), f"publisher did not finish (seed {seed})"
+        wait_quiet(gateway)
+        assert gateway.terminate() == 0
+    finally:
+        publisher.close()
+        if gateway.process.poll() is None:
+            gateway.kill()
+    assert_exactly(verify_store(config), published_keys(messages))
+
+
+@pytest.mark.slow
+def test_broker_restart_during_publish_loses_nothing(broker: Mosquitto, tmp_path: Path) -> None:
+    config = write_config(tmp_path / "gw", broker, max_readings=500, max_delay=0.2)
+    messages = readings(devices=20, count=10_000)
+    gateway = start(config)
+    publisher = Publisher(broker)
+    publisher.client.reconnect_delay_set(1, 2)
+    try:
+        publisher.publish(messages[:4000], wait=False)
+        time.sleep(0.3)
+        broker.restart()
+        publisher.publish(messages[4000:], wait=False)
+        publisher.wait_acked(len(messages), timeout=60)
+        wait_quiet(gateway, quiet=2.0)
+        health = gateway.health()
+        assert gateway.terminate() == 0
+    finally:
+        publisher.close()
+    assert health["connects"] == 2
+    assert_exactly(verify_store(config), published_keys(messages))
+
+
+def test_bad_input_lands_in_rejects_with_its_reason_and_good_readings_around_it_are_stored(
+    broker: Mosquitto, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path / "gw", broker)
+    text = config.read_text().replace(
+        'shared_group = ""', 'shared_group = ""\ntopics = ["sensors/+/+", "other/#"]'
+    )
+    config.write_text(text)
+    gateway = start(config)
+    bad = bad_inputs(time.time_ns() // 1_000_000)
+    good = readings(devices=1, count=len(bad) + 1)
+    mixed = [
+        m for pair in zip(good, [(b.topic, b.payload) for b in bad], strict=False) for m in pair
+    ]
+    mixed.append(good[-1])
+    publish_all(broker, mixed)
+    wait_quiet(gateway, quiet=0.6)
+    health = gateway.health()
+    assert gateway.terminate() == 0
+    assert (health["stored"], health["rejects"]) == (len(good), len(bad))
+    assert_exactly(verify_store(config), published_keys(good))
+    with Store.open(load(config).store.path) as store:
+        rejected = {
+            (t, bytes(p)): (f, r)
+            for t, p, f, r in store.query("SELECT topic, payload, field, reason FROM rejects")
+        }
+    assert len(rejected) == len(bad)
+    for case in bad:
+        field, reason = rejected[(case.topic, case.payload)]
+        assert field == case.field, f"{case.id}: {field}: {reason}"
+        assert reason, case.id
+
+
+@pytest.mark.slow
+def test_two_instances_on_a_shared_group_store_every_reading_exactly_once(
+    broker: Mosquitto, tmp_path: Path
+) -> None:
+    configs = [
+        write_config(tmp_path / name, broker, gateway_id=name, shared_group="ingest", max_delay=0.2)
+        for name in ("gw-a", "gw-b")
+    ]
+    gateways = [start(config) for config in configs]
+    messages = readings(devices=20, count=10_000)
+    publish_all(broker, messages)
+    for gateway in gateways:
+        wait_quiet(gateway)
+    counts = [gateway.health()["stored"] for gateway in gateways]
+    assert [gateway.terminate() for gateway in gateways] == [0, 0]
+    stored = [verify_store(config) for config in configs]  # each chain is valid on its own
+    assert all(isinstance(c, int) and c > 1000 for c in counts), counts
+    assert not set(stored[0]) & set(stored[1])
+    assert_exactly(stored[0] + stored[1], published_keys(messages))
+
+
+def test_sigterm_with_a_half_full_batch_commits_and_acks_before_exit(
+    broker: Mosquitto, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path / "gw", broker, max_readings=1000, max_delay=60)
+    gateway = start(config)
+    messages = readings(devices=5, count=300)
+    publish_all(broker, messages)
+    deadline = time.monotonic() + 10
+    while gateway.health().get("readings_in") != 300:
+        assert time.monotonic() < deadline, gateway.health()
+        time.sleep(0.05)
+    assert gateway.health()["stored"] == 0  # the batch is still open
+    started = time.monotonic()
+    assert gateway.terminate() == 0
+    assert time.monotonic() - started < 5
+    assert gateway.health()["state"] == "stopped"
+    assert_exactly(verify_store(config), published_keys(messages))
+    # Everything was acked: a new session receives nothing.
+    again = start(config, "again")
+    time.sleep(1.0)
+    assert again.health().get("readings_in") == 0
+    assert again.terminate() == 0
