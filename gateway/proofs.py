@@ -1,0 +1,154 @@
+"""Export proof bundles from a store (docs/FORMAT.md section 8).
+
+:func:`export_bundle` selects readings (by device, asset, receive-time range or
+reading id), proves each in its block's batch tree, proves each block in the head's
+block log, and assembles a bundle with the ledger. Readings that were not selected
+are never read beyond their leaf hashes.
+
+The block log is never held in memory: one streamed pass over the stored block
+hashes yields every subtree root the proofs need (``ledger.merkle.subtree_roots``),
+so memory stays O(log n) plus the bundle whatever the length of the chain.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.errors import GatewayError
+from gateway.reader import Selection, StoreReader
+from ledger import (
+    Disclosure,
+    FormatError,
+    HeadExtension,
+    MerkleTree,
+    SignedHeader,
+    block_hash,
+    build_bundle,
+    hash_leaf,
+)
+from ledger.merkle import consistency_ranges, inclusion_ranges, subtree_roots
+
+MAX_EXPORT_READINGS = 100_000
+
+
+class ExportError(GatewayError):
+    """The export cannot be made as asked; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Exported:
+    """A bundle and what it holds."""
+
+    bundle: dict[str, Any]
+    readings: int
+    blocks: int
+    head_height: int
+    head_hash: bytes
+
+
+def _signed(reader: StoreReader, height: int) -> SignedHeader:
+    row = reader.block(height)
+    if row is None:
+        raise ExportError(f"store: block {height} is missing; run 'anchorgate audit'")
+    header, signature, _ = row
+    signed = SignedHeader(header, signature)
+    try:
+        actual = signed.header.height
+    except FormatError as exc:
+        raise ExportError(
+            f"store: block {height} is unreadable ({exc}); run 'anchorgate audit'"
+        ) from None
+    if actual != height:
+        raise ExportError(
+            f"store: the row for block {height} holds block {actual}; run 'anchorgate audit'"
+        )
+    return signed
+
+
+def _log_proofs(
+    reader: StoreReader, size: int, heights: Iterable[int], old: int | None
+) -> tuple[dict[int, tuple[bytes, ...]], tuple[bytes, ...]]:
+    """Inclusion proofs of ``heights`` and the consistency proof from ``old``, one pass."""
+    heights = sorted(set(heights))
+    wanted = [r for h in heights for r in inclusion_ranges(h, size)]
+    if old:
+        wanted += consistency_ranges(old, size)
+    if not wanted:
+        return dict.fromkeys(heights, ()), ()
+    # The log's leaves are SHA-256(0x00 || block_hash), streamed from the store.
+    try:
+        roots = subtree_roots((hash_leaf(h) for h in reader.block_hashes(size)), size, wanted)
+    except ValueError as exc:
+        raise ExportError(
+            f"store: the blocks table is damaged ({exc}); run 'anchorgate audit'"
+        ) from None
+    proofs = {h: tuple(roots[r] for r in inclusion_ranges(h, size)) for h in heights}
+    consistency = tuple(roots[r] for r in consistency_ranges(old, size)) if old else ()
+    return proofs, consistency
+
+
+def export_bundle(
+    reader: StoreReader,
+    selection: Selection,
+    *,
+    since_head: bytes | None = None,
+    limit: int = MAX_EXPORT_READINGS,
+) -> Exported:
+    """A bundle for the selected readings under the store's newest block.
+
+    ``since_head`` is the hash of an older head the auditor trusts: the bundle then
+    also proves that today's head extends it.
+    """
+    head_height = reader.head_height()
+    if head_height is None:
+        raise ExportError("the store has no blocks yet: nothing to export")
+    chosen = reader.selected(selection, limit)
+    if not chosen:
+        raise ExportError("no anchored reading matches the selection")
+    if len(chosen) > limit:
+        raise ExportError(
+            f"more than {limit} readings match; narrow the selection (time range, device)"
+        )
+    head = _signed(reader, head_height)
+    blocks: dict[int, SignedHeader] = {}
+    trees: dict[int, MerkleTree] = {}
+    disclosures = []
+    for height, index, envelope in chosen:
+        if height not in blocks:
+            blocks[height] = _signed(reader, height) if height != head_height else head
+            trees[height] = MerkleTree(reader.leaf_hashes(height))
+        tree = trees[height]
+        if index >= tree.size:
+            raise ExportError(f"store: reading {height}:{index} is outside its block")
+        disclosures.append(Disclosure(envelope, blocks[height], index, tree.inclusion_proof(index)))
+
+    old: SignedHeader | None = None
+    if since_head is not None and since_head != block_hash(head.header_bytes):
+        row = reader.block_by_hash(since_head)
+        if row is None:
+            raise ExportError(f"head {since_head.hex()} is not a block of this store's chain")
+        old = SignedHeader(*row)
+    try:
+        old_height = old.header.height if old is not None else None
+    except FormatError as exc:
+        raise ExportError(f"store: the older head's header is unreadable: {exc}") from None
+    heights = {h for h in blocks if h < head_height}
+    if old_height is not None:
+        heights.add(old_height)
+    proofs, consistency = _log_proofs(reader, head_height, heights, old_height)
+    extends = None
+    if old is not None and old_height is not None:
+        extends = HeadExtension(old, proofs[old_height], consistency)
+    try:
+        bundle = build_bundle(head, disclosures, proofs, extends)
+    except FormatError as exc:
+        raise ExportError(f"store: a stored header is unreadable: {exc}") from None
+    return Exported(
+        bundle=bundle,
+        readings=len(disclosures),
+        blocks=len(blocks),
+        head_height=head_height,
+        head_hash=block_hash(head.header_bytes),
+    )
