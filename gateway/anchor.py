@@ -130,6 +130,15 @@ class Anchorer:
         store.claim(gateway_id, key.key_id)
         self._builder = ChainBuilder(gateway_id, key, self._committed_head())
         self._last_received_ns = store.last_received_ns() or 0
+        self._stale = False  # a commit failed: rebuild from the store before the next one
+
+    def _resume(self) -> None:
+        """Continue from what the store committed, reopening it after a fatal error."""
+        if self.store.invalidated:
+            self.store.reopen()
+        self._builder = ChainBuilder(self.gateway_id, self.key, self._committed_head())
+        self._last_received_ns = self.store.last_received_ns() or 0
+        self._stale = False
 
     def _committed_head(self) -> ChainHead:
         raw = self.store.chain_head()
@@ -137,10 +146,15 @@ class Anchorer:
 
     @property
     def head(self) -> ChainHead:
+        """The head the next block continues from."""
+        if self._stale:
+            self._resume()
         return self._builder.head
 
     def commit(self, items: Sequence[Decoded]) -> Outcome:
         """Anchor and store one batch; raises StoreError with nothing committed."""
+        if self._stale:
+            self._resume()
         fresh: list[tuple[Accepted, str]] = []
         seen: set[str] = set()
         rejects: list[dict[str, Any]] = []
@@ -208,8 +222,8 @@ class Anchorer:
         try:
             self.store.commit_batch(rows, block, rejects)
         except BaseException:
-            # Nothing was committed: continue from the last committed head.
-            self._builder = ChainBuilder(self.gateway_id, self.key, self._committed_head())
+            # Nothing was committed: the next commit continues from the committed head.
+            self._stale = True
             raise
         if block is not None:
             self._last_received_ns = max(self._last_received_ns, block.last_received_ns)

@@ -182,17 +182,17 @@ class BatchSection:
 class StoreSection:
     path: Path = Path("data/anchorgate.duckdb")
     duplicate_window: float = 7 * 24 * 3600.0
-    memory_limit: str = "64MB"
+    memory_limit: str = "32MB"
     threads: int = 1
     verify_blocks_on_start: int = 3
 
     def __post_init__(self) -> None:
         _require(self.duplicate_window >= 0, "duplicate_window", "must not be negative")
-        _require(
-            re.fullmatch(r"\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB)", self.memory_limit) is not None,
-            "memory_limit",
-            "must be a size like '64MB' or '1GiB'",
-        )
+        size = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(MB|GB|MiB|GiB)", self.memory_limit)
+        _require(size is not None, "memory_limit", "must be a size like '32MB' or '1GiB'")
+        assert size is not None
+        megabytes = float(size[1]) * (1000 if size[2].startswith("G") else 1)
+        _require(megabytes >= 24, "memory_limit", "must be at least 24MB (DuckDB checkpoints)")
         _require(1 <= self.threads <= 64, "threads", "must be between 1 and 64")
         _require(self.verify_blocks_on_start >= 0, "verify_blocks_on_start", "must not be negative")
 

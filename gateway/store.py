@@ -155,7 +155,8 @@ def _converted(operation: str) -> Iterator[None]:
     try:
         yield
     except duckdb.Error as exc:
-        raise StoreError(f"store: {operation} failed: {exc}") from exc
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+        raise StoreError(f"store: {operation} failed: {first_line}") from exc
 
 
 def _to_table(rows: Sequence[Mapping[str, Any]] | pa.Table, schema: pa.Schema) -> pa.Table:
@@ -167,9 +168,40 @@ def _to_table(rows: Sequence[Mapping[str, Any]] | pa.Table, schema: pa.Schema) -
 class Store:
     """One open DuckDB file; all methods run on one thread at a time (the writer)."""
 
-    def __init__(self, connection: duckdb.DuckDBPyConnection, path: Path) -> None:
+    def __init__(
+        self, connection: duckdb.DuckDBPyConnection, path: Path, config: Mapping[str, Any]
+    ) -> None:
         self._con = connection
         self.path = path
+        self._config = dict(config)
+
+    @staticmethod
+    def _connect(path: Path, config: Mapping[str, Any]) -> duckdb.DuckDBPyConnection:
+        try:
+            return duckdb.connect(str(path), config=dict(config))
+        except duckdb.IOException as exc:
+            if "lock" in str(exc).lower():
+                raise StoreError(
+                    f"store: {path} is in use by another process (is a gateway running on it?)"
+                ) from None
+            raise StoreError(f"store: cannot open {path}: {exc}") from None
+        except duckdb.Error as exc:
+            raise StoreError(f"store: cannot open {path}: {exc}") from None
+
+    @property
+    def invalidated(self) -> bool:
+        """True after a DuckDB fatal error: the connection must be reopened before use."""
+        try:
+            self._con.execute("SELECT 1").fetchall()
+        except duckdb.Error:
+            return True
+        return False
+
+    def reopen(self) -> None:
+        """Close and open the file again (after a fatal error; committed data is on disk)."""
+        with contextlib.suppress(duckdb.Error):
+            self._con.close()
+        self._con = self._connect(self.path, self._config)
 
     @classmethod
     def open(
@@ -187,19 +219,9 @@ class Store:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(f"store: cannot create {path.parent}: {exc.strerror}") from None
-        try:
-            con = duckdb.connect(
-                str(path), config={"memory_limit": memory_limit, "threads": threads}
-            )
-        except duckdb.IOException as exc:
-            if "lock" in str(exc).lower():
-                raise StoreError(
-                    f"store: {path} is in use by another process (is a gateway running on it?)"
-                ) from None
-            raise StoreError(f"store: cannot open {path}: {exc}") from None
-        except duckdb.Error as exc:
-            raise StoreError(f"store: cannot open {path}: {exc}") from None
-        store = cls(con, path)
+        config: dict[str, Any] = {"memory_limit": memory_limit, "threads": threads}
+        con = cls._connect(path, config)
+        store = cls(con, path, config)
         try:
             store._migrate(target, migrations)
         except BaseException:
