@@ -13,7 +13,7 @@ SHIPPED = REPO / "config" / "mosquitto.conf"
 
 
 def settings() -> dict[str, str]:
-    found = {}
+    found: dict[str, str] = {}
     for line in SHIPPED.read_text().splitlines():
         if line.strip() and not line.startswith("#"):
             name, _, value = line.partition(" ")
