@@ -181,7 +181,7 @@ class BatchSection:
 @dataclass(frozen=True)
 class StoreSection:
     path: Path = Path("data/anchorgate.duckdb")
-    duplicate_window: float = 7 * 24 * 3600.0
+    duplicate_window: float = 3600.0
     memory_limit: str = "32MB"
     threads: int = 1
     verify_blocks_on_start: int = 3
