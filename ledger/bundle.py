@@ -28,6 +28,7 @@ from ledger.errors import FormatError, LedgerError, ProofError, SignatureError
 from ledger.header import BlockHash, BlockHeader, block_hash
 from ledger.keys import PublicKey
 from ledger.merkle import (
+    HASH_SIZE,
     MerkleTree,
     hash_leaf,
     inclusion_path_length,
@@ -247,7 +248,7 @@ def _get(obj: Mapping[str, Any], key: str, kind: type, where: str) -> Any:
     return value
 
 
-def _get_int(obj: Mapping[str, Any], key: str, where: str, maximum: int = 2**64) -> int:
+def _get_int(obj: Mapping[str, Any], key: str, where: str, maximum: int = 2**64 - 1) -> int:
     value: int = _get(obj, key, int, where)
     _require(0 <= value <= maximum, "format", where, f"{where}: field {key!r} is out of range")
     return value
@@ -256,9 +257,12 @@ def _get_int(obj: Mapping[str, Any], key: str, where: str, maximum: int = 2**64)
 def _get_bytes(obj: Mapping[str, Any], key: str, where: str) -> bytes:
     text: str = _get(obj, key, str, where)
     try:
-        return base64.b64decode(text.encode("ascii"), validate=True)
+        data = base64.b64decode(text.encode("ascii"), validate=True)
     except (binascii.Error, UnicodeEncodeError):
         raise _Failed("format", where, f"{where}: field {key!r} is not base64") from None
+    # One encoding per value: refuse stray bits in the padding (e.g. "QR==").
+    _require(_b64(data) == text, "format", where, f"{where}: field {key!r} is not canonical base64")
+    return data
 
 
 def _get_hashes(obj: Mapping[str, Any], key: str, where: str) -> list[bytes]:
@@ -269,7 +273,14 @@ def _get_hashes(obj: Mapping[str, Any], key: str, where: str) -> list[bytes]:
         where,
         f"{where}: field {key!r} has {len(items)} hashes, more than {MAX_PROOF_HASHES}",
     )
-    return [_get_bytes({key: item}, key, where) for item in items]
+    hashes = [_get_bytes({key: item}, key, where) for item in items]
+    _require(
+        all(len(h) == HASH_SIZE for h in hashes),
+        "format",
+        where,
+        f"{where}: every hash in {key!r} must be {HASH_SIZE} bytes",
+    )
+    return hashes
 
 
 def _signed_header(
@@ -321,12 +332,26 @@ def verify_bundle(
     return report
 
 
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise _Failed("format", "bundle", f"member {key!r} appears twice in one object")
+        result[key] = value
+    return result
+
+
 def _parse(bundle: bytes | str | Mapping[str, Any]) -> Mapping[str, Any]:
     if isinstance(bundle, Mapping):
         return bundle
     _require(len(bundle) <= MAX_BUNDLE_BYTES, "format", "bundle", "bundle is too large")
+    if isinstance(bundle, bytes):
+        try:
+            bundle = bundle.decode("utf-8")  # UTF-8 only: json.loads would guess UTF-16/32
+        except UnicodeDecodeError as exc:
+            raise _Failed("format", "bundle", f"bundle is not UTF-8 (byte {exc.start})") from None
     try:
-        parsed = json.loads(bundle)
+        parsed = json.loads(bundle, object_pairs_hook=_unique)
     except (ValueError, RecursionError) as exc:
         raise _Failed("format", "bundle", f"bundle is not JSON: {exc}") from None
     _require(isinstance(parsed, dict), "format", "bundle", "bundle is not a JSON object")
@@ -550,6 +575,13 @@ def _verify_reading(
             f"{where}: the envelope is not in block {height}'s batch (edited envelope "
             "or wrong path)",
         )
+    _require(
+        header.first_received_ns <= envelope.received_ns <= header.last_received_ns,
+        "time-range",
+        subject,
+        f"{where}: received_ns {envelope.received_ns} is outside block {height}'s signed "
+        f"range {header.first_received_ns}..{header.last_received_ns}",
+    )
     checks.append(Check("leaf-inclusion", True, subject, "envelope proven in its block"))
     return VerifiedReading(envelope, header, index)
 

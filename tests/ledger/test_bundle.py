@@ -332,3 +332,46 @@ def test_forged_extensions_fail() -> None:
     report = verify_bundle(newer, KEY.public_key)
     assert report.failure is not None
     assert report.failure.name == "head-extension"
+
+
+def test_json_quirks_are_refused() -> None:
+    text = dumps_bundle(bundle_for([(2, 1)])).decode()
+    duplicated = text.replace(
+        '"format": "anchorgate-proof/1",', '"format": "anchorgate-proof/1", "format": "x",', 1
+    )
+    for raw, words in [
+        (duplicated.encode(), "appears twice"),
+        (text.encode("utf-16"), "not UTF-8"),
+        (b"\xef\xbb\xbf" + text.encode(), "not JSON"),
+        (text.encode() + b"garbage", "not JSON"),
+        (b"[" * 100_000, "not JSON"),
+        (b'{"format": "anchorgate-proof/1", "gateway_id": 1' + b"0" * 5000 + b"}", "not JSON"),
+    ]:
+        report = verify_bundle(raw, KEY.public_key)
+        assert report.failure is not None
+        assert report.failure.name == "format"
+        assert words in report.failure.detail
+
+
+def test_non_canonical_base64_is_refused() -> None:
+    bundle = bundle_for([(2, 1)])
+    signature = base64.b64decode(bundle["head"]["signature"])
+    # 64 bytes end with one byte in a "xx==" group: set a padding bit that decoders drop.
+    text = b64(signature)
+    last = text[-3]
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    bundle["head"]["signature"] = text[:-3] + alphabet[alphabet.index(last) | 1] + "=="
+    assert base64.b64decode(bundle["head"]["signature"]) == signature
+    report = verify_bundle(bundle, KEY.public_key)
+    assert report.failure is not None
+    assert "not canonical base64" in report.failure.detail
+
+
+def test_envelope_outside_its_block_time_range_fails() -> None:
+    builder = ChainBuilder("gw-test", KEY)
+    inside = Envelope.create("sensors/a/temperature", b"{}", 500, bytes(16))
+    block = builder.seal([inside.leaf_hash()], 600, 700, 800)  # the gateway lied about times
+    bundle = build_bundle(signed(block), [Disclosure(inside.to_bytes(), signed(block), 0, ())], {})
+    report = verify_bundle(bundle, KEY.public_key)
+    assert report.failure is not None
+    assert report.failure.name == "time-range"
