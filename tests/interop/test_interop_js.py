@@ -43,7 +43,7 @@ def node(*args: str) -> tuple[int, dict[str, Any]]:
 
 
 def vector_bundle() -> dict[str, Any]:
-    case = json.loads((VECTORS / "anchorgate" / "bundle.json").read_text())
+    case: dict[str, Any] = json.loads((VECTORS / "anchorgate" / "bundle.json").read_text())
     return case
 
 
