@@ -80,7 +80,12 @@ class Publisher:
             await stack.enter_async_context(client)
         except aiomqtt.MqttError as exc:
             raise PublishError(f"cannot connect to MQTT broker {s.host}:{s.port}: {exc}") from None
-        return _Connection(client, stack)
+        conn = _Connection(client, stack)
+        if self.qos == 0:
+            # Nothing waits on QoS 0 confirmations (we poll MQTTMessageInfo); without a
+            # callback paho skips building a ReasonCode and Properties per message.
+            conn.paho.on_publish = None
+        return conn
 
     async def __aenter__(self) -> Publisher:
         for index in range(self.settings.connections):

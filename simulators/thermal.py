@@ -73,9 +73,13 @@ class DutyCycle:
 
     def next_switch(self, t_s: float) -> float:
         """The first time after ``t_s`` at which the input may change."""
-        cycle_start = t_s - (t_s % self.period_s)
-        on_until = cycle_start + self.on_fraction * self.period_s
-        return on_until if t_s < on_until else cycle_start + self.period_s
+        period, on_len = self.period_s, self.on_fraction * self.period_s
+        k = math.floor(t_s / period)
+        for boundary in (k * period + on_len, (k + 1) * period, (k + 1) * period + on_len):
+            # A boundary computed a rounding error before t_s is not "after" it.
+            if boundary > t_s + 1e-9 + 1e-12 * abs(t_s):
+                return boundary
+        return (k + 2) * period  # pragma: no cover - unreachable for on_len <= period
 
 
 class ComponentModel:
@@ -116,9 +120,10 @@ class ComponentModel:
         r_factor = self.r_factor
         while self.t_s < t_s:
             piece_end = min(t_s, self.duty.next_switch(self.t_s + self.phase_s) - self.phase_s)
-            if piece_end <= self.t_s:  # float rounding at a switch: step past it
-                piece_end = min(t_s, self.t_s + 1e-6)
-            target = self.part.steady_state_c(self.ambient_c, self.power_at(self.t_s), r_factor)
+            # The input is constant over the piece; read it at the middle, away from the
+            # switches, where rounding cannot put it on the wrong side.
+            power = self.power_at((self.t_s + piece_end) / 2)
+            target = self.part.steady_state_c(self.ambient_c, power, r_factor)
             self.temperature_c = relax(
                 self.temperature_c, target, piece_end - self.t_s, self.part.tau_s
             )
