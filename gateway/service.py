@@ -21,6 +21,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+import pyarrow as pa
+
 from gateway.anchor import Anchorer, check_recent_blocks
 from gateway.config import Config
 from gateway.decode import Decoder
@@ -76,6 +78,9 @@ async def serve(
     """Run the gateway until ``stop`` is set (or SIGTERM/SIGINT); return its final metrics."""
     loop = asyncio.get_running_loop()
     stop = stop if stop is not None else asyncio.Event()
+    # Arrow's default pool (mimalloc) keeps freed memory; the batches are small and
+    # short-lived, so the system allocator keeps the service's footprint lower.
+    pa.set_memory_pool(pa.system_memory_pool())
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="anchorgate-writer")
     try:
         opened = await loop.run_in_executor(executor, open_store, config, key, clock)
