@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from gateway.errors import ConfigError
 from gateway.readings import DEFAULT_TOPIC_TEMPLATE
+from ledger.envelope import MAX_PAYLOAD_BYTES
 
 MAX_RECEIVE_MAXIMUM = 65535  # MQTT 5 section 3.1.2.11.3: a two-byte integer
 MAX_SESSION_EXPIRY = 0xFFFFFFFF  # MQTT 5: "never expires"
@@ -146,9 +147,9 @@ class LimitsSection:
 
     def __post_init__(self) -> None:
         _require(
-            16 <= self.max_payload_bytes <= 1_000_000,
+            16 <= self.max_payload_bytes <= MAX_PAYLOAD_BYTES,
             "max_payload_bytes",
-            "must be between 16 and 1000000",
+            f"must be between 16 and {MAX_PAYLOAD_BYTES} (the leaf envelope's limit)",
         )
         for name in ("celsius_min", "celsius_max", "max_clock_skew", "max_altitude_m"):
             _require(math.isfinite(getattr(self, name)), name, "must be a finite number")

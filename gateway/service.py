@@ -128,7 +128,9 @@ async def serve(
                 log_event(_log, logging.ERROR, "gateway.flush_timeout", seconds=FLUSH_TIMEOUT)
                 work.cancel()
             await subscriber.stop()
-            await receive
+            # A connect() stuck on an unreachable broker must not hold up the exit.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(receive, 5.0)
             health.cancel()
     finally:
         for signum in signals:

@@ -199,3 +199,17 @@ def test_sigterm_with_a_half_full_batch_commits_and_acks_before_exit(
     time.sleep(1.0)
     assert again.health().get("readings_in") == 0
     assert again.terminate() == 0
+
+
+def test_sigterm_while_the_broker_is_down_exits_promptly(broker: Mosquitto, tmp_path: Path) -> None:
+    config = write_config(tmp_path / "gw", broker)
+    gateway = start(config)
+    broker.stop()
+    deadline = time.monotonic() + 10
+    while gateway.health().get("connected") is not False:
+        assert time.monotonic() < deadline, gateway.health()
+        time.sleep(0.05)
+    started = time.monotonic()
+    assert gateway.terminate() == 0
+    assert time.monotonic() - started < 8
+    assert "mqtt.disconnected" in gateway.log()
