@@ -14,17 +14,10 @@ from pathlib import Path
 
 import click
 
+from gateway.cli_errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UserError
 from gateway.errors import ConfigError, GatewayError, StoreError
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-
-
-class UserError(click.ClickException):
-    """A mistake the user can fix; printed as one line, exit code 2."""
-
-    exit_code = EXIT_USAGE
+__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "UserError", "cli", "main"]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -122,9 +115,12 @@ def run(config_path: Path) -> None:
 def _register_commands() -> None:
     # Commands from other modules; the simulators are imported lazily by click only
     # when their command runs would be nicer, but their import is light.
+    from gateway.auditor_cli import COMMANDS  # noqa: PLC0415
     from simulators.cli import simulate  # noqa: PLC0415
 
     cli.add_command(simulate)
+    for command in COMMANDS:
+        cli.add_command(command)
 
 
 _register_commands()
@@ -133,7 +129,8 @@ _register_commands()
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI and return its exit code (the console script's entry point)."""
     try:
-        cli.main(args=list(argv) if argv is not None else None, standalone_mode=False)
+        # With standalone_mode off, click returns a command's Exit code instead of raising.
+        result = cli.main(args=list(argv) if argv is not None else None, standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         return EXIT_FAILED
@@ -142,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except click.exceptions.Exit as exc:
         return exc.exit_code
-    return EXIT_OK
+    return result if isinstance(result, int) else EXIT_OK
 
 
 if __name__ == "__main__":

@@ -37,6 +37,10 @@ class ExportError(GatewayError):
     """The export cannot be made as asked; the message says why."""
 
 
+class NothingToExport(ExportError):
+    """No anchored reading (or no block) matches what was asked for."""
+
+
 @dataclass(frozen=True, slots=True)
 class Exported:
     """A bundle and what it holds."""
@@ -103,10 +107,10 @@ def export_bundle(
     """
     head_height = reader.head_height()
     if head_height is None:
-        raise ExportError("the store has no blocks yet: nothing to export")
+        raise NothingToExport("the store has no blocks yet: nothing to export")
     chosen = reader.selected(selection, limit)
     if not chosen:
-        raise ExportError("no anchored reading matches the selection")
+        raise NothingToExport("no anchored reading matches the selection")
     if len(chosen) > limit:
         raise ExportError(
             f"more than {limit} readings match; narrow the selection (time range, device)"
@@ -128,7 +132,7 @@ def export_bundle(
     if since_head is not None and since_head != block_hash(head.header_bytes):
         row = reader.block_by_hash(since_head)
         if row is None:
-            raise ExportError(f"head {since_head.hex()} is not a block of this store's chain")
+            raise NothingToExport(f"head {since_head.hex()} is not a block of this store's chain")
         old = SignedHeader(*row)
     try:
         old_height = old.header.height if old is not None else None

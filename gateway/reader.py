@@ -121,8 +121,11 @@ class StoreReader:
             raise StoreError(f"store: {path} does not exist")
         try:
             connection = duckdb.connect(str(path), read_only=True)
-        except duckdb.IOException as exc:
-            if "lock" in str(exc).lower():
+        except (duckdb.IOException, duckdb.ConnectionException) as exc:
+            # Another process holds the lock, or (in this process) a writer has the
+            # file open with another configuration.
+            text = str(exc).lower()
+            if "lock" in text or "same database file" in text:
                 raise StoreLockedError(
                     f"store: {path} is held by a running gateway; use its read API"
                 ) from None
@@ -195,6 +198,35 @@ class StoreReader:
             [*params, limit + 1],
         )
         return [(int(h), int(i), bytes(e)) for h, i, e in rows]
+
+    def status(self, rate_window_s: float = 60.0) -> dict[str, Any]:
+        """Chain height and head, row counts, last block time and the recent ingest rate."""
+        counts = self.one(
+            "SELECT (SELECT count(*) FROM readings), (SELECT count(*) FROM rejects), "
+            "(SELECT count(*) FROM blocks)"
+        )
+        assert counts is not None
+        head = self.one(
+            "SELECT height, block_hash, created_ns, last_received_ns FROM blocks "
+            "ORDER BY height DESC LIMIT 1"
+        )
+        status: dict[str, Any] = {
+            "gateway_id": (self.meta("gateway_id") or b"").decode() or None,
+            "height": None if head is None else int(head[0]),
+            "head_hash": None if head is None else bytes(head[1]).hex(),
+            "last_block_ns": None if head is None else int(head[2]),
+            "readings": int(counts[0]),
+            "rejects": int(counts[1]),
+            "blocks": int(counts[2]),
+            "ingest_rate_per_s": 0.0,
+        }
+        if head is not None:
+            since = int(head[3]) - int(rate_window_s * 1e9)
+            recent = self.one("SELECT count(*) FROM readings WHERE received_ns > ?", [since])
+            status["ingest_rate_per_s"] = (
+                round(int(recent[0]) / rate_window_s, 3) if recent else 0.0
+            )
+        return status
 
     # --- streams -------------------------------------------------------------------
 

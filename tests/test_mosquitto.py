@@ -21,5 +21,8 @@ def test_broker_listens_restarts_and_stops(broker: Mosquitto) -> None:
         pass
     broker.stop()
     assert not broker.running
-    with pytest.raises(OSError), socket.create_connection((broker.host, port), timeout=1):
+    with (
+        pytest.raises(ConnectionRefusedError),
+        socket.create_connection((broker.host, port), timeout=1),
+    ):
         pass

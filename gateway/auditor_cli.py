@@ -1,0 +1,451 @@
+"""The auditor's commands: ``export``, ``verify``, ``audit`` and ``status``.
+
+Each parses, makes one library call and prints. ``export`` and ``status`` open the
+store file directly when no gateway holds it, and otherwise ask the running
+gateway's read API (saying so on stderr). ``verify`` needs no store and no network.
+Exit codes: 0 valid / done, 1 a check failed, 2 a usage or input error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiohttp
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+from gateway.cli_errors import EXIT_FAILED, UserError
+from gateway.errors import ConfigError, GatewayError
+from gateway.reader import ReadingRef, Selection, StoreLockedError, StoreReader
+
+DEFAULT_API = "http://127.0.0.1:8787"
+MAX_BUNDLE_FILE = 64 * 1024 * 1024
+
+T = TypeVar("T")
+
+
+def _config_paths(config_path: Path | None) -> tuple[Path | None, str | None, Path | None]:
+    """(store path, API URL, public key path) from the gateway config, when there is one."""
+    if config_path is None:
+        default = Path("config/gateway.toml")
+        if not default.exists():
+            return None, None, None
+        config_path = default
+    from gateway.config import load_config  # noqa: PLC0415
+
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        raise UserError(str(exc)) from None
+    key_file = config.gateway.key_file
+    api = getattr(config, "api", None)
+    url = api.url if api is not None else None
+    return config.store.path, url, key_file.with_suffix(".pub")
+
+
+store_options = [
+    click.option(
+        "-c",
+        "--config",
+        "config_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="The gateway configuration, for the store path and the read API address "
+        "(default: config/gateway.toml when it exists).",
+    ),
+    click.option(
+        "--store",
+        "store_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="The DuckDB store file (overrides the config).",
+    ),
+    click.option(
+        "--api",
+        "api_url",
+        help=f"The running gateway's read API, http://HOST:PORT or unix:/PATH "
+        f"(overrides the config; default {DEFAULT_API}).",
+    ),
+]
+
+
+def with_store_options(fn: Callable[..., T]) -> Callable[..., T]:
+    for option in reversed(store_options):
+        fn = option(fn)
+    return fn
+
+
+@contextmanager
+def _reader_or_api(
+    config_path: Path | None, store_path: Path | None, api_url: str | None
+) -> Iterator[StoreReader | str]:
+    """A reader on the store file, or the API URL when a running gateway holds it."""
+    configured_store, configured_api, _ = _config_paths(config_path)
+    path = store_path or configured_store
+    url = api_url or configured_api or DEFAULT_API
+    if path is None:
+        raise UserError("no store: give --store FILE or -c CONFIG")
+    try:
+        reader = StoreReader.open(path)
+    except StoreLockedError:
+        click.echo(f"{path} is held by the running gateway; asking its read API at {url}", err=True)
+        yield url
+        return
+    except GatewayError as exc:
+        raise UserError(str(exc)) from None
+    with reader:
+        yield reader
+
+
+def _api_get(url: str, endpoint: str, params: list[tuple[str, str]]) -> tuple[int, bytes]:
+    async def fetch() -> tuple[int, bytes]:
+        connector: aiohttp.BaseConnector | None = None
+        base = url
+        if url.startswith("unix:"):
+            connector = aiohttp.UnixConnector(path=url[len("unix:") :])
+            base = "http://localhost"
+        timeout = aiohttp.ClientTimeout(total=600)
+        async with (
+            aiohttp.ClientSession(connector=connector, timeout=timeout) as session,
+            session.get(base.rstrip("/") + endpoint, params=params) as response,
+        ):
+            return response.status, await response.read()
+
+    try:
+        return asyncio.run(fetch())
+    except (aiohttp.ClientError, OSError) as exc:
+        raise UserError(f"cannot reach the gateway's read API at {url}: {exc}") from None
+
+
+def _api_json(url: str, endpoint: str, params: list[tuple[str, str]]) -> Any:
+    status, body = _api_get(url, endpoint, params)
+    try:
+        data = json.loads(body)
+    except ValueError:
+        raise UserError(f"the read API answered {status} with something that is not JSON") from None
+    if status != 200:
+        raise UserError(f"read API: {data.get('error', status)}")
+    return data
+
+
+@click.command()
+@click.option("--device", help="Readings of this device id.")
+@click.option("--asset", help="Readings of this asset (shipment or component) id.")
+@click.option("--from", "since", help="Received at or after (ISO 8601, UTC if no offset).")
+@click.option("--to", "until", help="Received before (ISO 8601, UTC if no offset).")
+@click.option("--id", "ids", multiple=True, help="A reading id HEIGHT:INDEX (repeatable).")
+@click.option("--since-head", help="Also prove that today's head extends this older head (hex).")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the bundle here (default: stdout).",
+)
+@with_store_options
+def export(
+    device: str | None,
+    asset: str | None,
+    since: str | None,
+    until: str | None,
+    ids: tuple[str, ...],
+    since_head: str | None,
+    output: Path | None,
+    config_path: Path | None,
+    store_path: Path | None,
+    api_url: str | None,
+) -> None:
+    """Export a proof bundle for the selected readings.
+
+    Only the selected readings are disclosed; the others appear as hashes only.
+
+    \b
+    Examples:
+      anchorgate export --asset SHIP-1 -o ship-1.proof.json
+      anchorgate export --device reefer-7 --from 2026-11-01 --to 2026-11-02 -o day.json
+      anchorgate export --id 42:7 --since-head 5f3a...e1 --store data/anchorgate.duckdb
+    """
+    from gateway.proofs import ExportError, export_bundle  # noqa: PLC0415
+    from gateway.readapi import parse_head, parse_time  # noqa: PLC0415
+    from ledger import dumps_bundle  # noqa: PLC0415
+
+    try:
+        selection = Selection(
+            device_id=device,
+            asset_id=asset,
+            since_ns=parse_time(since, "--from") if since else None,
+            until_ns=parse_time(until, "--to") if until else None,
+            reading_ids=tuple(ReadingRef.parse(i) for i in ids),
+        )
+        head = parse_head(since_head, "--since-head") if since_head else None
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    with _reader_or_api(config_path, store_path, api_url) as source:
+        if isinstance(source, str):
+            params = [
+                (name, value)
+                for name, value in (
+                    ("device", device),
+                    ("asset", asset),
+                    ("from", since),
+                    ("to", until),
+                    ("since_head", since_head),
+                )
+                if value
+            ] + [("id", i) for i in ids]
+            bundle = _api_json(source, "/export", params)
+        else:
+            try:
+                bundle = export_bundle(source, selection, since_head=head).bundle
+            except ExportError as exc:
+                raise UserError(str(exc)) from None
+    data = dumps_bundle(bundle)
+    count, blocks = len(bundle["readings"]), len(bundle["blocks"]) + 1
+    if output is None:
+        sys.stdout.buffer.write(data)
+    else:
+        try:
+            output.write_bytes(data)
+        except OSError as exc:
+            raise UserError(f"cannot write {output}: {exc.strerror}") from None
+    click.echo(
+        f"exported {count} reading(s) from up to {blocks} block(s) under head "
+        f"{bundle['head']['height']}" + (f" to {output}" if output else ""),
+        err=True,
+    )
+
+
+def _read_bundle(path: str) -> bytes:
+    try:
+        if path == "-":
+            data = sys.stdin.buffer.read(MAX_BUNDLE_FILE + 1)
+        else:
+            with open(path, "rb") as handle:
+                data = handle.read(MAX_BUNDLE_FILE + 1)
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror}") from None
+    return data
+
+
+@click.command()
+@click.argument("bundle", metavar="BUNDLE")
+@click.option(
+    "--key",
+    "key_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The gateway's public key (PEM), obtained from a trusted source.",
+)
+@click.option("--head", "head_hex", help="A head hash you already trust (hex).")
+@click.option(
+    "--checkpoint",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A checkpoint file saved by an earlier --save-checkpoint: its head is trusted.",
+)
+@click.option(
+    "--save-checkpoint",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="When valid, save this bundle's head here for the next verification.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable report.")
+def verify(
+    bundle: str,
+    key_path: Path,
+    head_hex: str | None,
+    checkpoint: Path | None,
+    save_checkpoint: Path | None,
+    as_json: bool,
+) -> None:
+    """Verify a proof bundle offline (no store, no network).
+
+    Exit 0 when every check passes, 1 when one fails (the first failure is named),
+    2 on a usage error. BUNDLE may be - for stdin.
+
+    \b
+    Examples:
+      anchorgate verify ship-1.proof.json --key gateway.pub
+      anchorgate verify ship-1.proof.json --key gateway.pub --checkpoint last.json \\
+          --save-checkpoint last.json
+    """
+    from gateway.readapi import parse_head  # noqa: PLC0415
+    from gateway.verify_report import render, summarize  # noqa: PLC0415
+    from ledger import LedgerError, PublicKey, verify_bundle  # noqa: PLC0415
+
+    try:
+        key = PublicKey.load(key_path)
+    except LedgerError as exc:
+        raise UserError(f"--key: {exc}") from None
+    trusted = None
+    try:
+        if head_hex and checkpoint:
+            raise ValueError("give --head or --checkpoint, not both")
+        if head_hex:
+            trusted = parse_head(head_hex, "--head")
+        elif checkpoint:
+            trusted = _load_checkpoint(checkpoint, key.key_id.hex())
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    data = _read_bundle(bundle)
+    report = verify_bundle(data, key, trusted)
+    summary = summarize(report)
+    if as_json:
+        click.echo(json.dumps(summary, indent=1))
+    else:
+        render(summary, Console(highlight=False))
+    if not report.valid:
+        raise click.exceptions.Exit(EXIT_FAILED)
+    if save_checkpoint is not None and report.head is not None and report.head_hash:
+        save = {
+            "gateway_id": report.head.gateway_id,
+            "key_id": key.key_id.hex(),
+            "height": report.head.height,
+            "head_hash": report.head_hash.hex(),
+        }
+        try:
+            save_checkpoint.write_text(json.dumps(save, indent=1) + "\n")
+        except OSError as exc:
+            raise UserError(f"cannot write {save_checkpoint}: {exc.strerror}") from None
+
+
+def _load_checkpoint(path: Path, key_id: str) -> bytes:
+    from gateway.readapi import parse_head  # noqa: PLC0415
+
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"--checkpoint {path}: not a checkpoint file ({exc})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("head_hash"), str):
+        raise ValueError(f"--checkpoint {path}: no head_hash in it")
+    if data.get("key_id") != key_id:
+        raise ValueError(f"--checkpoint {path}: saved for another gateway key")
+    return parse_head(data["head_hash"], f"--checkpoint {path}")
+
+
+@click.command()
+@click.option(
+    "--key",
+    "key_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The gateway's public key (default: the .pub beside the configured key file).",
+)
+@click.option("--head", "head_hex", help="A head hash seen earlier that must still be there.")
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable report.")
+@with_store_options
+def audit(
+    key_path: Path | None,
+    head_hex: str | None,
+    as_json: bool,
+    config_path: Path | None,
+    store_path: Path | None,
+    api_url: str | None,
+) -> None:
+    """Re-verify the whole store: every reading, leaf, block, link and signature.
+
+    Streams in bounded memory and lists every problem with its table, row, block
+    and reason. Exit 1 when anything is wrong. The gateway must be stopped (or audit
+    a copy of its store file).
+
+    \b
+    Example:
+      anchorgate audit --store data/anchorgate.duckdb --key keys/gateway.pub
+    """
+    from gateway.audit import audit_store  # noqa: PLC0415
+    from gateway.readapi import parse_head  # noqa: PLC0415
+    from ledger import LedgerError, PublicKey  # noqa: PLC0415
+
+    configured_store, _, configured_key = _config_paths(config_path)
+    key_path = key_path or configured_key
+    path = store_path or configured_store
+    if key_path is None:
+        raise UserError("no key: give --key GATEWAY.pub")
+    if path is None:
+        raise UserError("no store: give --store FILE or -c CONFIG")
+    try:
+        key = PublicKey.load(key_path)
+        trusted = parse_head(head_hex, "--head") if head_hex else None
+    except (LedgerError, ValueError) as exc:
+        raise UserError(str(exc)) from None
+    try:
+        reader = StoreReader.open(path)
+    except StoreLockedError:
+        raise UserError(
+            f"{path} is held by a running gateway: stop it first, or audit a copy of the file"
+        ) from None
+    except GatewayError as exc:
+        raise UserError(str(exc)) from None
+    console = Console(stderr=True)
+    with (
+        reader,
+        Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            disable=not console.is_terminal,
+        ) as progress,
+    ):
+        task = progress.add_task("auditing blocks", total=None)
+        report = audit_store(
+            reader,
+            key,
+            trusted_head=trusted,
+            progress=lambda done, total: progress.update(task, completed=done, total=total),
+        )
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=1))
+    else:
+        out = Console(highlight=False)
+        out.print(f"checked {report.blocks} block(s) and {report.readings} reading(s)")
+        if report.head_hash is not None:
+            out.print(f"head: block {report.head_height} {report.head_hash.hex()}")
+        if report.ok:
+            out.print("[bold green]OK[/]: no problem found")
+        else:
+            more = " (more not listed)" if report.truncated else ""
+            out.print(f"[bold red]{len(report.problems)} problem(s){more}[/]:")
+            for p in report.problems:
+                block = "" if p.block is None else f" [block {p.block}]"
+                out.print(f"- {p.table}, {p.row}{block}: {p.reason}")
+    if not report.ok:
+        raise click.exceptions.Exit(EXIT_FAILED)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@with_store_options
+def status(
+    as_json: bool, config_path: Path | None, store_path: Path | None, api_url: str | None
+) -> None:
+    """Chain height, head, readings, rejects, duplicates, last block, ingest rate.
+
+    \b
+    Example:
+      anchorgate status -c config/gateway.toml --json
+    """
+    from gateway.verify_report import iso_ns  # noqa: PLC0415
+
+    with _reader_or_api(config_path, store_path, api_url) as source:
+        result = _api_json(source, "/status", []) if isinstance(source, str) else source.status()
+    if as_json:
+        click.echo(json.dumps(result, indent=1))
+        return
+    live = result.get("live", {})
+    click.echo(f"gateway:       {result.get('gateway_id')}")
+    click.echo(f"height:        {result['height']}")
+    click.echo(f"head:          {result['head_hash']}")
+    last = result.get("last_block_ns")
+    click.echo(f"last block:    {iso_ns(last) if last else '-'}")
+    click.echo(f"readings:      {result['readings']}")
+    click.echo(f"rejects:       {result['rejects']}")
+    click.echo(f"duplicates:    {live.get('duplicates', '- (only while the gateway runs)')}")
+    click.echo(f"ingest rate:   {result['ingest_rate_per_s']} readings/s (last minute of data)")
+    if live:
+        click.echo(f"state:         {live.get('state')}, queue depth {live.get('queue_depth')}")
+
+
+COMMANDS = (export, verify, audit, status)
