@@ -12,7 +12,10 @@ TLS; messages are written by aiomqtt's writer callback when we yield to the loop
 An abrupt disconnect (fault ``disconnect``) first waits until everything already
 handed over on that connection is on the wire (QoS 0) or acknowledged (QoS 1+), so
 the manifest stays exact; then it shuts the socket down, so the broker sees the TCP
-connection end without an MQTT DISCONNECT, and dials again with the same client id.
+connection end without an MQTT DISCONNECT, and dials again. The new connection gets a
+new client id (``<client_id>-<n>.<redial>``): with the same id Mosquitto may take the
+session over while the old connection's last messages still wait in its socket
+buffer, and drop them, which would make the count in the manifest wrong.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ class Publisher:
         self.qos = qos
         self.connections: list[_Connection] = []
         self.drops = 0
+        self._redials: list[int] = [0] * settings.connections
 
     async def _connect(self, index: int) -> _Connection:
         s = self.settings
@@ -65,7 +69,8 @@ class Publisher:
         client = aiomqtt.Client(
             s.host,
             s.port,
-            identifier=f"{s.client_id}-{index}",
+            identifier=f"{s.client_id}-{index}"
+            + (f".{self._redials[index]}" if self._redials[index] else ""),
             username=s.username,
             password=s.password,
             keepalive=s.keepalive,
@@ -159,6 +164,7 @@ class Publisher:
         # aiomqtt now finds the connection lost and says so; that is the point.
         with contextlib.suppress(aiomqtt.MqttError):
             await conn.stack.aclose()
+        self._redials[connection] += 1
         self.connections[connection] = await self._connect(connection)
         self.drops += 1
 
