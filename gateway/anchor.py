@@ -79,7 +79,9 @@ def dedup_key(item: Accepted) -> str:
     return f"{reading.device_id}/{reading.kind}/#{digest}"
 
 
-def _reading_row(item: Accepted, key: str, envelope: Envelope, leaf: bytes) -> dict[str, Any]:
+def _reading_row(
+    item: Accepted, key: str, envelope: Envelope, envelope_bytes: bytes, leaf: bytes
+) -> dict[str, Any]:
     reading = item.reading
     row: dict[str, Any] = {
         "kind": reading.kind,
@@ -92,7 +94,7 @@ def _reading_row(item: Accepted, key: str, envelope: Envelope, leaf: bytes) -> d
         "payload_format": item.payload_format,
         "dedup_key": key,
         "salt": envelope.salt,
-        "envelope": envelope.to_bytes(),
+        "envelope": envelope_bytes,
         "leaf_hash": leaf,
     }
     if isinstance(reading, TemperatureReading):
@@ -197,10 +199,10 @@ class Anchorer:
             last_ns = max(item.received_ns for item, _ in fresh)
             sealed = self._builder.seal(leaves, first_ns, last_ns, self._clock())
             height = sealed.header.height
-            for index, ((item, key), envelope, leaf) in enumerate(
-                zip(fresh, envelopes, leaves, strict=True)
+            for index, ((item, key), envelope, data, leaf) in enumerate(
+                zip(fresh, envelopes, envelope_bytes, leaves, strict=True)
             ):
-                row = _reading_row(item, key, envelope, leaf)
+                row = _reading_row(item, key, envelope, data, leaf)
                 row["block_height"] = height
                 row["leaf_index"] = index
                 rows.append(row)
