@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from gateway.cli import main
 from gateway.mosquitto import free_port
+from simulators.progress import ProgressDisplay
 
 DEMO = str(Path(__file__).parents[2] / "config" / "scenarios" / "demo.toml")
 
@@ -66,3 +69,16 @@ def test_unreachable_broker_is_one_line_and_still_writes_a_manifest(
 def test_help_has_an_example(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["simulate", "--help"]) == 0
     assert "anchorgate simulate -s config/scenarios/demo.toml" in capsys.readouterr().out
+
+
+def test_progress_shows_on_a_terminal_and_stays_quiet_otherwise() -> None:
+    shown, quiet = io.StringIO(), io.StringIO()
+    for out, terminal in ((shown, True), (quiet, False)):
+        console = Console(file=out, force_terminal=terminal, width=120)
+        with ProgressDisplay(console, 10.0) as progress:
+            progress.update(1.0, 1500, 3, 2.0)
+            progress.update(2.0, 3500, 4, 1.0)
+    assert "3,500 sent" in shown.getvalue()
+    assert "2,000 msg/s" in shown.getvalue()
+    assert "4 faults" in shown.getvalue()
+    assert quiet.getvalue() == ""
