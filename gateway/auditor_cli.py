@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -333,11 +334,19 @@ def _load_checkpoint(path: Path, key_id: str) -> bytes:
     help="The gateway's public key (default: the .pub beside the configured key file).",
 )
 @click.option("--head", "head_hex", help="A head hash seen earlier that must still be there.")
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=os.cpu_count() or 1,
+    show_default="the number of CPUs",
+    help="Processes that check ranges of blocks side by side.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable report.")
 @with_store_options
 def audit(
     key_path: Path | None,
     head_hex: str | None,
+    workers: int,
     as_json: bool,
     config_path: Path | None,
     store_path: Path | None,
@@ -353,7 +362,7 @@ def audit(
     Example:
       anchorgate audit --store data/anchorgate.duckdb --key keys/gateway.pub
     """
-    from gateway.audit import audit_store  # noqa: PLC0415
+    from gateway.audit import audit_file  # noqa: PLC0415
     from gateway.readapi import parse_head  # noqa: PLC0415
     from ledger import LedgerError, PublicKey  # noqa: PLC0415
 
@@ -369,33 +378,30 @@ def audit(
         trusted = parse_head(head_hex, "--head") if head_hex else None
     except (LedgerError, ValueError) as exc:
         raise UserError(str(exc)) from None
-    try:
-        reader = StoreReader.open(path)
-    except StoreLockedError:
-        raise UserError(
-            f"{path} is held by a running gateway: stop it first, or audit a copy of the file"
-        ) from None
-    except GatewayError as exc:
-        raise UserError(str(exc)) from None
     console = Console(stderr=True)
-    with (
-        reader,
-        Progress(
-            "[progress.description]{task.description}",
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            console=console,
-            disable=not console.is_terminal,
-        ) as progress,
-    ):
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not console.is_terminal,
+    ) as progress:
         task = progress.add_task("auditing blocks", total=None)
-        report = audit_store(
-            reader,
-            key,
-            trusted_head=trusted,
-            progress=lambda done, total: progress.update(task, completed=done, total=total),
-        )
+        try:
+            report = audit_file(
+                path,
+                key,
+                trusted_head=trusted,
+                workers=workers,
+                progress=lambda done, total: progress.update(task, completed=done, total=total),
+            )
+        except StoreLockedError:
+            raise UserError(
+                f"{path} is held by a running gateway: stop it first, or audit a copy of the file"
+            ) from None
+        except GatewayError as exc:
+            raise UserError(str(exc)) from None
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=1))
     else:

@@ -115,12 +115,15 @@ class StoreReader:
         self._owned = owned
 
     @classmethod
-    def open(cls, path: Path) -> StoreReader:
+    def open(cls, path: Path, *, threads: int | None = None) -> StoreReader:
         """Open a store file read-only; StoreLockedError when a gateway holds it."""
         if not Path(path).exists():
             raise StoreError(f"store: {path} does not exist")
+        config: dict[str, str | bool | int | float | list[str]] = {}
+        if threads is not None:
+            config["threads"] = threads
         try:
-            connection = duckdb.connect(str(path), read_only=True)
+            connection = duckdb.connect(str(path), read_only=True, config=config)
         except (duckdb.IOException, duckdb.ConnectionException) as exc:
             # Another process holds the lock, or (in this process) a writer has the
             # file open with another configuration.

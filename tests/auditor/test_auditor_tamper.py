@@ -196,6 +196,29 @@ def test_tampering_is_found_and_breaks_later_proofs(
     assert verdict.valid != breaks, verdict.failure
 
 
+@pytest.mark.parametrize(
+    "edit",
+    [
+        pytest.param(e, id=n)
+        for n, e, _, _ in CASES
+        if n in ("deleted block", "reordered blocks", "forked chain", "deleted reading")
+    ],
+)
+def test_parallel_audit_finds_the_same(made: Made, edit: Edit) -> None:
+    from gateway.audit import audit_file
+
+    con = duckdb.connect(str(made.path))
+    edit(con)
+    con.close()
+    key = PublicKey.load(made.public_key_path)
+    with StoreReader.open(made.path) as reader:
+        alone = audit_store(reader, key)
+    split = audit_file(made.path, key, workers=2, min_span=2)
+    assert (split.blocks, split.readings) == (alone.blocks, alone.readings)
+    assert set(split.problems) == set(alone.problems)
+    assert split.head_hash == alone.head_hash
+
+
 def test_truncated_tail_is_found_when_the_later_head_is_pinned(made: Made) -> None:
     key = PublicKey.load(made.public_key_path)
     with StoreReader.open(made.path) as reader:
