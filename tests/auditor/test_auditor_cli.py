@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import duckdb
@@ -20,9 +19,7 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> Made:
 
 @pytest.fixture
 def made(pristine: Made, tmp_path: Path) -> Made:
-    path = tmp_path / "gateway.duckdb"
-    shutil.copy(pristine.path, path)
-    return Made(path, pristine.key, pristine.public_key_path, pristine.blocks, pristine.readings)
+    return pristine.copy_to(tmp_path)
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

@@ -8,7 +8,6 @@ that a bundle exported after the edit fails against the head trusted before it.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,9 +30,7 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> Made:
 
 @pytest.fixture
 def made(pristine: Made, tmp_path: Path) -> Made:
-    path = tmp_path / "gateway.duckdb"
-    shutil.copy(pristine.path, path)
-    return Made(path, pristine.key, pristine.public_key_path, pristine.blocks, pristine.readings)
+    return pristine.copy_to(tmp_path)
 
 
 def header_of(con: duckdb.DuckDBPyConnection, height: int) -> BlockHeader:
