@@ -132,14 +132,6 @@ class _FaultPlan:
         assert spec.probability is not None
         return rng.random() < spec.probability
 
-    @property
-    def scheduled(self) -> int | None:
-        """How many injections ``every`` asks for in the window (None for probability)."""
-        if self.spec.every_s is None:
-            return None
-        span = self.stop_s - self.spec.start_s
-        return max(0, -int(-span // self.spec.every_s))
-
 
 class Simulation:
     """Every device of a scenario, and what they publish over time."""
@@ -372,7 +364,3 @@ class Simulation:
         if len(self.devices) == 1:
             return f"{device.device_id}-other"
         return self.devices[(device.index + 1) % len(self.devices)].device_id
-
-    def scheduled_faults(self) -> dict[int, int | None]:
-        """For each scenario fault (by position), how many ``every`` asks for."""
-        return {i: plan.scheduled for i, plan in enumerate(self.fault_plans)}

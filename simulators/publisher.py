@@ -134,24 +134,30 @@ class Publisher:
             if self.qos == 0:
                 # Allow one batch in the socket and one being handed over, no more.
                 while conn.marker is not None and not conn.marker.is_published():
+                    _check_connected(conn)
                     await asyncio.sleep(0.0005)
                 conn.marker = conn.last
             else:
-                while len(conn.pending) >= self.settings.inflight:
-                    done, _ = await asyncio.wait(conn.pending, return_when=asyncio.FIRST_COMPLETED)
-                    _raise_failures(done)
+                await self._settle(conn, keep=self.settings.inflight - 1)
 
     async def drain(self, connection: int | None = None) -> None:
         """Wait until every message handed over is sent (QoS 0) or acknowledged."""
         conns = self.connections if connection is None else [self.connections[connection]]
         for conn in conns:
             while conn.last is not None and not conn.last.is_published():
-                if not conn.paho.is_connected():
-                    raise PublishError("the broker closed the connection")
+                _check_connected(conn)
                 await asyncio.sleep(0.001)
-            if conn.pending:
-                done, _ = await asyncio.wait(set(conn.pending))
-                _raise_failures(done)
+            await self._settle(conn, keep=0)
+
+    async def _settle(self, conn: _Connection, keep: int) -> None:
+        """Wait until at most ``keep`` QoS 1+ publishes are unacknowledged on ``conn``."""
+        while len(conn.pending) > keep:
+            done, _ = await asyncio.wait(
+                conn.pending, timeout=0.5, return_when=asyncio.FIRST_COMPLETED
+            )
+            _raise_failures(done)
+            # aiomqtt would wait out its publish timeout on a dead connection; don't.
+            _check_connected(conn)
 
     async def drop(self, connection: int) -> None:
         """Close ``connection`` without an MQTT DISCONNECT, then connect it again."""
@@ -167,6 +173,11 @@ class Publisher:
         self._redials[connection] += 1
         self.connections[connection] = await self._connect(connection)
         self.drops += 1
+
+
+def _check_connected(conn: _Connection) -> None:
+    if not conn.paho.is_connected():
+        raise PublishError("lost the connection to the MQTT broker")
 
 
 def _raise_failures(done: set[asyncio.Task[None]]) -> None:

@@ -16,6 +16,7 @@ import pytest
 from sim_helpers import scenario
 
 from gateway.mosquitto import Mosquitto
+from simulators.errors import PublishError
 from simulators.faults import FAULT_KINDS
 from simulators.manifest import Manifest
 from simulators.runner import new_manifest, run_scenario
@@ -174,3 +175,26 @@ def test_command_line_run_writes_the_manifest(
     assert manifest.qos == 0
     assert f"published {manifest.messages} messages" in line
     assert manifest.readings >= 10 * 10  # 10 devices at 10 reports/s for 1.5 s, trackers 2 each
+
+
+@pytest.mark.parametrize("qos", [0, 1])
+async def test_broker_dying_mid_run_is_a_publish_error_not_a_hang(
+    broker: Mosquitto, qos: int
+) -> None:
+    sc = scenario(
+        duration=30,
+        qos=qos,
+        groups=[{"name": "hs", "model": "heat_sink", "count": 50, "interval": 0.01}],
+        broker={"port": broker.port},
+    )
+    manifest = new_manifest(sc)
+    loop = asyncio.get_running_loop()
+    loop.call_later(0.5, broker.kill)
+    started = loop.time()
+    # QoS 0 fails on the next publish, QoS 1 on an unacknowledged one or the lost connection.
+    one_line = r"^(lost the connection to the MQTT broker|publish .*failed: [^\n]*)$"
+    with pytest.raises(PublishError, match=one_line):
+        await run_scenario(sc, manifest)
+    assert loop.time() - started < 5
+    assert not manifest.complete
+    assert manifest.messages > 0
