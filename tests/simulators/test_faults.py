@@ -11,10 +11,13 @@ from typing import Any
 
 import msgpack
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sim_helpers import EPOCH_MS, scenario, simulate
 
 from simulators.faults import FAULT_KINDS, PAYLOAD_FAULTS, corrupt
 from simulators.fleet import Drop, Outgoing
+from simulators.manifest import DeviceRecord
 
 TEMP = {"device_id": "hs-00000-tmp", "seq": 7, "ts": EPOCH_MS, "celsius": 41.5, "asset_id": "a"}
 LOC = {"device_id": "s-00000-trk", "seq": 8, "ts": EPOCH_MS, "lat": 40.1, "lon": -86.2}
@@ -183,3 +186,49 @@ def test_burst_sends_extra_genuine_readings_and_disconnect_drops_the_connection(
     other = next(r for k, r in manifest.devices.items() if k != burst["device_id"])
     assert record.readings == other.readings + 25
     assert manifest.messages == len(actions) - len(drops)
+
+
+temperature_payloads = st.fixed_dictionaries(
+    {
+        "device_id": st.from_regex(r"[a-z][a-z0-9-]{0,20}", fullmatch=True),
+        "seq": st.integers(0, 2**40),
+        "ts": st.integers(946_684_800_000, 4_102_444_800_000),
+        "celsius": st.floats(-100, 300),
+    },
+    optional={"asset_id": st.text(min_size=1, max_size=30)},
+)
+location_payloads = st.fixed_dictionaries(
+    {
+        "device_id": st.from_regex(r"[a-z][a-z0-9-]{0,20}", fullmatch=True),
+        "seq": st.integers(0, 2**40),
+        "ts": st.integers(946_684_800_000, 4_102_444_800_000),
+        "lat": st.floats(-90, 90),
+        "lon": st.floats(-180, 180),
+    },
+    optional={"speed_mps": st.floats(0, 60), "accuracy_m": st.floats(0, 100)},
+)
+
+
+@given(
+    good=st.one_of(temperature_payloads, location_payloads),
+    kind=st.sampled_from(sorted(PAYLOAD_FAULTS)),
+    fmt=st.sampled_from(["json", "msgpack"]),
+    seed=st.integers(0, 2**32),
+)
+def test_payload_faults_break_any_reading_in_their_one_way(
+    good: dict[str, Any], kind: Any, fmt: Any, seed: int
+) -> None:
+    data = corrupt(
+        kind, good, fmt, random.Random(seed), other_device_id="other-device", params=PARAMS
+    )
+    CHECKS[kind](data, good, fmt)
+
+
+@given(st.lists(st.integers(0, 50), unique=True).map(sorted))
+def test_seq_ranges_hold_exactly_the_seqs_recorded(seqs: list[int]) -> None:
+    record = DeviceRecord("heat_sink", "a")
+    for seq in seqs:
+        record.add_reading(seq, "temperature")
+    assert record.seq_list() == seqs
+    assert all(first <= last for first, last in record.seqs)
+    assert DeviceRecord.from_dict(record.to_dict()).seqs == record.seqs
