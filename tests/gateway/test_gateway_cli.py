@@ -10,7 +10,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from gateway_helpers import REPO, GatewayProcess, publish_all, readings, wait_quiet, write_config
+from gateway_helpers import REPO, GatewayProcess, publish_all, readings, wait_for, write_config
 
 from gateway.cli import main
 from gateway.mosquitto import Mosquitto
@@ -70,7 +70,7 @@ def test_run_refuses_a_tampered_store_naming_the_block(broker: Mosquitto, tmp_pa
     gateway = GatewayProcess(config, tmp_path / "gw.log")
     gateway.wait_connected()
     publish_all(broker, readings(5, 300))
-    wait_quiet(gateway, quiet=0.5)
+    wait_for(gateway, stored=300, queue_depth=0)
     assert gateway.terminate() == 0
     con = duckdb.connect(str(tmp_path / "gw" / "gateway.duckdb"))
     con.execute(

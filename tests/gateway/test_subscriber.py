@@ -80,6 +80,7 @@ async def test_receive_maximum_bounds_unacknowledged_messages(broker: Mosquitto)
         await asyncio.sleep(0.3)
         assert len(running.received) == 50  # nothing more until we ack
         running.subscriber.ack(running.received[:1])
+        await eventually(lambda: len(running.received) == 51)
         await asyncio.sleep(0.3)
         # Mosquitto 2.0.11 sends a whole window per PUBACK; we read only one more.
         assert len(running.received) == 51
