@@ -8,6 +8,7 @@ user can cause become one line on stderr and an exit code, in one place
 from __future__ import annotations
 
 import asyncio
+import importlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,7 +21,39 @@ from gateway.errors import ConfigError, GatewayError, StoreError
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "UserError", "cli", "main"]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    """A group whose commands from other modules are imported only when needed.
+
+    ``anchorgate run`` is a long-lived service on a small box: it should not carry the
+    auditor's HTTP client or the simulators' console in memory. A lazy source is
+    ``"module:attribute"`` naming a command or a sequence of commands.
+    """
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.lazy_sources: list[str] = []
+
+    def _load_lazy(self) -> None:
+        sources, self.lazy_sources = self.lazy_sources, []
+        for source in sources:
+            module_name, _, attribute = source.partition(":")
+            loaded = getattr(importlib.import_module(module_name), attribute)
+            for command in loaded if isinstance(loaded, list | tuple) else [loaded]:
+                self.add_command(command)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is None and self.lazy_sources:
+            self._load_lazy()
+            command = super().get_command(ctx, cmd_name)
+        return command
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._load_lazy()
+        return super().list_commands(ctx)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="anchorgate")
 def cli() -> None:
     """anchorgate: anchor sensor telemetry to a signed Merkle hash chain.
@@ -113,14 +146,9 @@ def run(config_path: Path) -> None:
 
 
 def _register_commands() -> None:
-    # Commands from other modules; the simulators are imported lazily by click only
-    # when their command runs would be nicer, but their import is light.
-    from gateway.auditor_cli import COMMANDS  # noqa: PLC0415
-    from simulators.cli import simulate  # noqa: PLC0415
-
-    cli.add_command(simulate)
-    for command in COMMANDS:
-        cli.add_command(command)
+    # Commands from other modules, imported when one of them runs or --help lists them.
+    assert isinstance(cli, LazyGroup)
+    cli.lazy_sources += ["simulators.cli:simulate", "gateway.auditor_cli:COMMANDS"]
 
 
 _register_commands()
