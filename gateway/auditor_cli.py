@@ -296,7 +296,10 @@ def verify(
     if as_json:
         click.echo(json.dumps(summary, indent=1))
     else:
-        render(summary, Console(highlight=False))
+        console = Console(highlight=False)
+        if not console.is_terminal:
+            console = Console(highlight=False, width=160)  # files and pipes: no wrapping
+        render(summary, console)
     if not report.valid:
         raise click.exceptions.Exit(EXIT_FAILED)
     if save_checkpoint is not None and report.head is not None and report.head_hash:

@@ -72,6 +72,14 @@ def _gaps(seqs: list[int]) -> list[list[int]]:
     return [[a + 1, b - 1] for a, b in itertools.pairwise(ordered) if b - a > 1]
 
 
+def _device_gaps(by_kind: dict[str, list[int]]) -> dict[str, list[list[int]]]:
+    """Gaps per kind, or over all kinds when the device counts one seq for all of them."""
+    every = [seq for values in by_kind.values() for seq in values]
+    if len(by_kind) > 1 and len(every) == len(set(every)):
+        return {"all kinds": _gaps(every)}
+    return {kind: _gaps(values) for kind, values in by_kind.items()}
+
+
 def summarize(report: VerificationReport) -> dict[str, Any]:
     """The report as a JSON-ready mapping (the shape of ``verify --json``)."""
     failure = report.failure
@@ -123,9 +131,7 @@ def summarize(report: VerificationReport) -> dict[str, Any]:
             "assets": sorted(info["assets"]),
             "first_received": iso_ns(info["first"]),
             "last_received": iso_ns(info["last"]),
-            "seq_gaps": {
-                kind: _gaps(values) for (dev, kind), values in seqs.items() if dev == device
-            },
+            "seq_gaps": _device_gaps({k: v for (d, k), v in seqs.items() if d == device}),
         }
         for device, info in sorted(devices.items())
     }
@@ -174,14 +180,13 @@ def render(summary: dict[str, Any], console: Console) -> None:
             else:
                 console.print(f"    {kind}: seq without gaps")
     table = Table(title="Proven readings")
-    for column in ("id", "device", "kind", "asset", "seq", "sensor time", "received", "values"):
-        table.add_column(column)
+    for column in ("id", "device", "kind", "seq", "sensor time", "received", "values"):
+        table.add_column(column, overflow="fold")
     for row in summary["readings"]:
         table.add_row(
             row["id"],
             str(row.get("device_id")),
             str(row.get("kind")),
-            str(row.get("asset_id", "")),
             str(row.get("seq", "")),
             iso_ms(row["ts"]) if type(row.get("ts")) is int else "",
             row["received"],
