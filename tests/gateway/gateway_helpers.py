@@ -14,10 +14,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable, Sequence
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from gateway.config import Config, parse_config
@@ -26,6 +28,19 @@ from gateway.readings import TemperatureReading, encode_reading, topic_for
 from ledger import SigningKey
 
 REPO = Path(__file__).parents[2]
+RUNNING: list[GatewayProcess] = []
+
+
+@pytest.fixture(autouse=True)
+def reap_gateways() -> Iterator[None]:
+    """Kill gateway processes a test started and did not stop (import it into a module)."""
+    yield
+    while RUNNING:
+        gateway = RUNNING.pop()
+        if gateway.process.poll() is None:
+            gateway.process.kill()
+            gateway.process.wait(10)
+        gateway.close_log()
 
 
 def write_config(
@@ -53,7 +68,7 @@ key_file = "{key_file}"
 [mqtt]
 host = "{broker.host}"
 port = {broker.port}
-client_id = "anchorgate-{gateway_id}"
+client_id = "anchorgate-{gateway_id}-{uuid.uuid4().hex[:8]}"
 receive_maximum = {receive_maximum or 2 * max_readings}
 shared_group = "{shared_group}"
 reconnect_min_delay = 0.1
@@ -155,9 +170,15 @@ def publish_all(broker: Mosquitto, messages: Sequence[tuple[str, bytes]]) -> Non
 
 
 class GatewayProcess:
-    """``anchorgate run -c CONFIG`` as a child process, with its stderr in a file."""
+    """``anchorgate run -c CONFIG`` as a child process, with its stderr in a file.
+
+    Every instance is registered in ``RUNNING``; the ``reap_gateways`` fixture kills
+    whatever a failed test left behind (a leftover gateway would keep reconnecting
+    with the same client id and take over a later test's session).
+    """
 
     def __init__(self, config: Path, log: Path) -> None:
+        RUNNING.append(self)
         self.config = config
         self.log_path = log
         self._log = log.open("ab")
@@ -203,6 +224,10 @@ class GatewayProcess:
         try:
             return self.process.wait(timeout)
         finally:
+            self.close_log()
+
+    def close_log(self) -> None:
+        if not self._log.closed:
             self._log.close()
 
 

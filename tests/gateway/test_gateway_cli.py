@@ -10,7 +10,15 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from gateway_helpers import REPO, GatewayProcess, publish_all, readings, wait_for, write_config
+from gateway_helpers import (
+    REPO,
+    GatewayProcess,
+    publish_all,
+    readings,
+    reap_gateways,
+    wait_for,
+    write_config,
+)
 
 from gateway.cli import main
 from gateway.mosquitto import Mosquitto
@@ -89,3 +97,6 @@ def test_help_has_examples() -> None:
         result = run_cli(command, "--help")
         assert result.returncode == 0
         assert f"anchorgate {command}" in result.stdout
+
+
+__all__ = ["reap_gateways"]  # the autouse fixture, imported so that pytest finds it

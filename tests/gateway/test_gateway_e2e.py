@@ -22,6 +22,7 @@ from gateway_helpers import (
     publish_all,
     published_keys,
     readings,
+    reap_gateways,
     verify_store,
     wait_for,
     wait_quiet,
@@ -32,6 +33,7 @@ from gateway.mosquitto import Mosquitto
 from gateway.store import Store
 
 pytestmark = pytest.mark.broker
+__all__ = ["reap_gateways"]  # the autouse fixture, imported so that pytest finds it
 
 
 def start(config: Path, name: str = "gateway") -> GatewayProcess:
