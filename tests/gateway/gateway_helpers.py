@@ -89,8 +89,8 @@ level = "info"
     return path
 
 
-def load(path: Path) -> Config:
-    return parse_config(path.read_text(), environ={})
+def load(path: Path, environ: dict[str, str] | None = None) -> Config:
+    return parse_config(path.read_text(), environ=environ or {})
 
 
 def readings(devices: int, count: int, start_seq: int = 0) -> list[tuple[str, bytes]]:
@@ -109,12 +109,19 @@ def readings(devices: int, count: int, start_seq: int = 0) -> list[tuple[str, by
 class Publisher:
     """A QoS 1 MQTT 5 publisher in its own paho network thread."""
 
-    def __init__(self, broker: Mosquitto, client_id: str = "test-publisher") -> None:
+    def __init__(
+        self,
+        broker: Mosquitto,
+        client_id: str = "test-publisher",
+        auth: tuple[str, str] | None = None,
+    ) -> None:
         self.client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=client_id,
             protocol=MQTTProtocolVersion.MQTTv5,
         )
+        if auth is not None:
+            self.client.username_pw_set(*auth)
         self.client.max_inflight_messages_set(500)
         self.client.max_queued_messages_set(0)
         self._acked = 0
@@ -161,8 +168,12 @@ class Publisher:
         self.client.loop_stop()
 
 
-def publish_all(broker: Mosquitto, messages: Sequence[tuple[str, bytes]]) -> None:
-    publisher = Publisher(broker)
+def publish_all(
+    broker: Mosquitto,
+    messages: Sequence[tuple[str, bytes]],
+    auth: tuple[str, str] | None = None,
+) -> None:
+    publisher = Publisher(broker, auth=auth)
     try:
         publisher.publish(messages)
     finally:
@@ -177,9 +188,10 @@ class GatewayProcess:
     with the same client id and take over a later test's session).
     """
 
-    def __init__(self, config: Path, log: Path) -> None:
+    def __init__(self, config: Path, log: Path, env: dict[str, str] | None = None) -> None:
         RUNNING.append(self)
         self.config = config
+        self.env = env or {}
         self.log_path = log
         self._log = log.open("ab")
         self.process = subprocess.Popen(
@@ -187,11 +199,11 @@ class GatewayProcess:
             cwd=REPO,
             stdout=self._log,
             stderr=self._log,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         )
 
     def health(self) -> dict[str, object]:
-        path = load(self.config).health.file
+        path = load(self.config, self.env).health.file
         assert path is not None
         try:
             loaded: dict[str, object] = json.loads(path.read_text())
@@ -285,10 +297,10 @@ def wait_quiet(gateway: GatewayProcess, quiet: float = 1.5, timeout: float = 60.
     raise TimeoutError(f"gateway did not go quiet: {gateway.health()}")
 
 
-def stored_count(config_path: Path) -> int:
+def stored_count(config_path: Path, environ: dict[str, str] | None = None) -> int:
     from gateway.store import Store
 
-    with Store.open(load(config_path).store.path) as store:
+    with Store.open(load(config_path, environ).store.path) as store:
         return store.counts().readings
 
 
@@ -303,7 +315,7 @@ def finish(gateway: GatewayProcess, expected: int, timeout: float = 90.0) -> Gat
     while True:
         wait_quiet(gateway, quiet=1.5, timeout=max(1.0, deadline - time.monotonic()))
         assert gateway.terminate() == 0, gateway.log()
-        if stored_count(gateway.config) >= expected or time.monotonic() > deadline:
+        if stored_count(gateway.config, gateway.env) >= expected or time.monotonic() > deadline:
             return gateway
         run += 1
         gateway = GatewayProcess(gateway.config, gateway.log_path.with_suffix(f".more{run}.log"))
