@@ -23,9 +23,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import pyarrow as pa
+
 from gateway.errors import StoreMismatchError
 from gateway.readings import Reading, TemperatureReading
-from gateway.store import BlockRow, Store
+from gateway.store import READINGS_SCHEMA, BlockRow, Store
 from ledger import ChainBuilder, ChainError, ChainHead, ChainVerifier, Envelope, SigningKey
 from ledger import FormatError as LedgerFormatError
 from ledger.merkle import MerkleTree, hash_leaf
@@ -79,35 +81,43 @@ def dedup_key(item: Accepted) -> str:
     return f"{reading.device_id}/{reading.kind}/#{digest}"
 
 
-def _reading_row(
-    item: Accepted, key: str, envelope: Envelope, envelope_bytes: bytes, leaf: bytes
-) -> dict[str, Any]:
-    reading = item.reading
-    row: dict[str, Any] = {
-        "kind": reading.kind,
-        "device_id": reading.device_id,
-        "seq": reading.seq,
-        "ts_ms": reading.ts,
-        "received_ns": item.received_ns,
-        "topic": item.topic,
-        "asset_id": reading.asset_id,
-        "payload_format": item.payload_format,
-        "dedup_key": key,
-        "salt": envelope.salt,
-        "envelope": envelope_bytes,
-        "leaf_hash": leaf,
+def _readings_table(
+    fresh: Sequence[tuple[Accepted, str]],
+    salts: Sequence[bytes],
+    envelopes: Sequence[bytes],
+    leaves: Sequence[bytes],
+    height: int,
+) -> pa.Table:
+    """The batch's rows for the readings table, built column by column for Arrow."""
+    readings = [item.reading for item, _ in fresh]
+    temperature = [isinstance(r, TemperatureReading) for r in readings]
+
+    def location(name: str) -> list[Any]:
+        return [None if t else getattr(r, name) for r, t in zip(readings, temperature, strict=True)]
+
+    columns: dict[str, list[Any]] = {
+        "block_height": [height] * len(fresh),
+        "leaf_index": list(range(len(fresh))),
+        "kind": [r.kind for r in readings],
+        "device_id": [r.device_id for r in readings],
+        "seq": [r.seq for r in readings],
+        "ts_ms": [r.ts for r in readings],
+        "received_ns": [item.received_ns for item, _ in fresh],
+        "topic": [item.topic for item, _ in fresh],
+        "asset_id": [r.asset_id for r in readings],
+        "celsius": [r.celsius if isinstance(r, TemperatureReading) else None for r in readings],
+        "lat": location("lat"),
+        "lon": location("lon"),
+        "alt_m": location("alt_m"),
+        "speed_mps": location("speed_mps"),
+        "accuracy_m": location("accuracy_m"),
+        "payload_format": [item.payload_format for item, _ in fresh],
+        "dedup_key": [key for _, key in fresh],
+        "salt": list(salts),
+        "envelope": list(envelopes),
+        "leaf_hash": list(leaves),
     }
-    if isinstance(reading, TemperatureReading):
-        row["celsius"] = reading.celsius
-    else:
-        row.update(
-            lat=reading.lat,
-            lon=reading.lon,
-            alt_m=reading.alt_m,
-            speed_mps=reading.speed_mps,
-            accuracy_m=reading.accuracy_m,
-        )
-    return row
+    return pa.Table.from_pydict(columns, schema=READINGS_SCHEMA)
 
 
 class Anchorer:
@@ -185,27 +195,21 @@ class Anchorer:
             if stored:
                 duplicates += sum(1 for _, key in fresh if key in stored)
                 fresh = [(item, key) for item, key in fresh if key not in stored]
-        rows: list[dict[str, Any]] = []
+        table: pa.Table | None = None
         block: BlockRow | None = None
         height: int | None = None
         if fresh:
-            envelopes = [
-                Envelope.create(item.topic, item.payload, item.received_ns, self._salt())
-                for item, _ in fresh
+            salts = [self._salt() for _ in fresh]
+            envelope_bytes = [
+                Envelope.create(item.topic, item.payload, item.received_ns, salt).to_bytes()
+                for (item, _), salt in zip(fresh, salts, strict=True)
             ]
-            envelope_bytes = [envelope.to_bytes() for envelope in envelopes]
             leaves = [hash_leaf(data) for data in envelope_bytes]
             first_ns = min(item.received_ns for item, _ in fresh)
             last_ns = max(item.received_ns for item, _ in fresh)
             sealed = self._builder.seal(leaves, first_ns, last_ns, self._clock())
             height = sealed.header.height
-            for index, ((item, key), envelope, data, leaf) in enumerate(
-                zip(fresh, envelopes, envelope_bytes, leaves, strict=True)
-            ):
-                row = _reading_row(item, key, envelope, data, leaf)
-                row["block_height"] = height
-                row["leaf_index"] = index
-                rows.append(row)
+            table = _readings_table(fresh, salts, envelope_bytes, leaves, height)
             header = sealed.header
             block = BlockRow(
                 height=height,
@@ -222,7 +226,7 @@ class Anchorer:
                 head_after=sealed.head_after.to_bytes(),
             )
         try:
-            self.store.commit_batch(rows, block, rejects)
+            self.store.commit_batch(table if table is not None else [], block, rejects)
         except BaseException:
             # Nothing was committed: the next commit continues from the committed head.
             self._stale = True
@@ -230,7 +234,7 @@ class Anchorer:
         if block is not None:
             self._last_received_ns = max(self._last_received_ns, block.last_received_ns)
         return Outcome(
-            stored=len(rows),
+            stored=0 if table is None else table.num_rows,
             duplicates=duplicates,
             rejects=len(rejects),
             height=height,

@@ -66,6 +66,10 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
+# One decoder for all payloads: json.loads() with these options builds a new one per call.
+_JSON = json.JSONDecoder(parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
+
+
 def parse_payload(payload: bytes) -> tuple[dict[str, Any], PayloadFormat]:
     """The payload's top-level mapping and its format; any flaw is a DecodeError."""
     fmt = detect_format(payload)
@@ -75,9 +79,7 @@ def parse_payload(payload: bytes) -> tuple[dict[str, Any], PayloadFormat]:
         except UnicodeDecodeError as exc:
             raise DecodeError("payload", f"not UTF-8 at byte {exc.start}") from None
         try:
-            document = json.loads(
-                text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys
-            )
+            document = _JSON.decode(text)
         except json.JSONDecodeError as exc:
             raise DecodeError("payload", f"not valid JSON: {exc.msg} at char {exc.pos}") from None
         except RecursionError:
