@@ -1,7 +1,7 @@
 """The pipeline: raw messages in, decoded into batches, anchored and committed, then acked.
 
-:meth:`Pipeline.run` takes an async iterator of :class:`RawMessage` (the MQTT
-subscriber in production, a list in unit tests) and an ``ack`` callable. Two tasks:
+:meth:`Pipeline.run` takes an async iterator of chunks of :class:`RawMessage` (the
+MQTT subscriber in production, a list in unit tests) and an ``ack`` callable. Two tasks:
 
 - intake: decodes each message on arrival (bad ones become ``Rejected`` items; they
   travel with the batch so that they are stored before they are acked) and closes a
@@ -93,13 +93,14 @@ class Pipeline:
             detect_format(message.payload),
         )
 
-    async def run(self, source: AsyncIterable[RawMessage], ack: Ack) -> None:
+    async def run(self, source: AsyncIterable[Sequence[RawMessage]], ack: Ack) -> None:
         """Process ``source`` until it ends; the last batch is committed and acked."""
         async with asyncio.TaskGroup() as group:
             group.create_task(self._write(ack), name="write")
             try:
-                async for message in source:
-                    self._add(message)
+                async for chunk in source:
+                    for message in chunk:
+                        self._add(message)
             finally:
                 self._close_batch()
                 self._closed.put_nowait(None)

@@ -91,7 +91,12 @@ class Subscriber:
         self._clock = clock
         self._rng = rng or random.Random()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._queue: asyncio.Queue[RawMessage | None] = asyncio.Queue()
+        # Messages travel in chunks: all those read in one socket wakeup, so the queue
+        # costs per wakeup, not per message.
+        self._queue: asyncio.Queue[list[RawMessage] | None] = asyncio.Queue()
+        self._chunk: list[RawMessage] = []
+        self._poll = select.poll()
+        self._polled: int | None = None
         self._generation = 0
         self._connected = False
         self._closing = False
@@ -135,15 +140,16 @@ class Subscriber:
 
     # -- the message stream ------------------------------------------------------------
 
-    async def messages(self) -> AsyncIterator[RawMessage]:
-        """Messages in arrival order, across reconnects, until :meth:`close_intake`."""
-        while (message := await self._queue.get()) is not None:
-            yield message
+    async def messages(self) -> AsyncIterator[list[RawMessage]]:
+        """Chunks of messages in arrival order, across reconnects, until :meth:`close_intake`."""
+        while (chunk := await self._queue.get()) is not None:
+            yield chunk
 
     def close_intake(self) -> None:
         """Stop taking messages: later ones stay unacked for the broker to redeliver."""
         if not self._closing:
             self._closing = True
+            self._flush_chunk()
             self._queue.put_nowait(None)
 
     def ack(self, messages: Sequence[RawMessage]) -> None:
@@ -345,7 +351,7 @@ class Subscriber:
         except UnicodeDecodeError:
             topic = bytes(message._topic).decode("utf-8", "replace")
         self._pending += 1
-        self._queue.put_nowait(
+        self._chunk.append(
             RawMessage(
                 topic,
                 bytes(message.payload),
@@ -353,6 +359,11 @@ class Subscriber:
                 _Token(self._generation, message.mid, message.qos),
             )
         )
+
+    def _flush_chunk(self) -> None:
+        if self._chunk:
+            self._queue.put_nowait(self._chunk)
+            self._chunk = []
 
     def _call_in_loop(self, function: Callable[..., Any], *args: Any) -> None:
         assert self._loop is not None
@@ -369,6 +380,11 @@ class Subscriber:
         if self._pending >= self._mqtt.receive_maximum:
             self._paused = True  # ack() resumes reading
             return
+        if self._polled is not None:
+            with contextlib.suppress(KeyError, ValueError):
+                self._poll.unregister(self._polled)
+        self._polled = sock.fileno()
+        self._poll.register(sock, select.POLLIN)
         self._loop.add_reader(sock, self._readable, sock)
 
     def _unwatch(self, sock: Any) -> None:
@@ -405,10 +421,12 @@ class Subscriber:
                     break
                 if isinstance(sock, ssl.SSLSocket) and sock.pending():
                     continue
-                if not select.select([sock], [], [], 0)[0]:
+                if not self._poll.poll(0):
                     break
         except Exception as exc:  # a broken socket: treat as a lost connection
             self._connection_broken(exc)
+        finally:
+            self._flush_chunk()
 
     def _writable(self) -> None:
         try:

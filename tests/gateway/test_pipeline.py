@@ -30,10 +30,10 @@ def message(n: int, device: str = "d1") -> RawMessage:
 
 
 async def from_list(
-    messages: Sequence[RawMessage], pause: float = 0.0
-) -> AsyncIterator[RawMessage]:
-    for m in messages:
-        yield m
+    messages: Sequence[RawMessage], pause: float = 0.0, chunk: int = 3
+) -> AsyncIterator[list[RawMessage]]:
+    for start in range(0, len(messages), chunk):
+        yield list(messages[start : start + chunk])
         if pause:
             await asyncio.sleep(pause)
 
@@ -77,7 +77,7 @@ async def test_batches_close_at_max_readings_and_acks_follow_commits_in_order(
 async def test_a_batch_closes_after_max_delay(tmp_path: Path) -> None:
     pipeline, store, executor = make(tmp_path, BatchSection(max_readings=1000, max_delay=0.05))
     recorder = Recorder(store)
-    await pipeline.run(from_list([message(n) for n in range(6)], pause=0.03), recorder)
+    await pipeline.run(from_list([message(n) for n in range(6)], pause=0.03, chunk=1), recorder)
     assert recorder.acked == list(range(6))
     assert 2 <= store.counts().blocks <= 5
     store.close()

@@ -61,8 +61,8 @@ class Running:
         return self
 
     async def _collect(self) -> None:
-        async for message in self.subscriber.messages():
-            self.received.append(message)
+        async for chunk in self.subscriber.messages():
+            self.received.extend(chunk)
 
     async def __aexit__(self, *exc: object) -> None:
         await self.subscriber.stop()
