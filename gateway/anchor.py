@@ -4,7 +4,12 @@ Runs on the writer thread only (DuckDB and the chain builder are not shared). Fo
 batch, :meth:`Anchorer.commit`:
 
 1. drops duplicates: the same ``dedup_key`` earlier in the batch, or already stored
-   with a receive time inside the duplicate window (see :func:`dedup_key`);
+   with a receive time inside the duplicate window (see :func:`dedup_key`). The store
+   is asked only about readings that could be duplicates: a reading whose ``seq`` is
+   above the highest stored for its device and kind is new, and that high-water mark
+   is kept in memory (one entry per device and kind), so the usual batch costs no
+   lookup however many readings the window holds. Redeliveries (seq at or below the
+   mark) and readings without ``seq`` are looked up;
 2. wraps each new reading in a ledger envelope with a fresh 16-byte salt and seals the
    leaf hashes into the next block of the chain;
 3. writes readings, block, rejects and the chain head in one transaction.
@@ -143,6 +148,14 @@ class Anchorer:
         self._builder = ChainBuilder(gateway_id, key, self._committed_head())
         self._last_received_ns = store.last_received_ns() or 0
         self._stale = False  # a commit failed: rebuild from the store before the next one
+        self._high = self._load_high_water()
+
+    def _window_start(self) -> int:
+        return min(self._last_received_ns, self._clock()) - self.duplicate_window_ns
+
+    def _load_high_water(self) -> dict[tuple[str, str], int]:
+        """The highest stored seq per device and kind, within the duplicate window."""
+        return self.store.highest_seqs(self._window_start())
 
     def _resume(self) -> None:
         """Continue from what the store committed, reopening it after a fatal error."""
@@ -150,6 +163,7 @@ class Anchorer:
             self.store.reopen()
         self._builder = ChainBuilder(self.gateway_id, self.key, self._committed_head())
         self._last_received_ns = self.store.last_received_ns() or 0
+        self._high = self._load_high_water()
         self._stale = False
 
     def _committed_head(self) -> ChainHead:
@@ -189,9 +203,15 @@ class Anchorer:
                 continue
             seen.add(key)
             fresh.append((item, key))
-        if fresh:
-            since = min(self._last_received_ns, self._clock()) - self.duplicate_window_ns
-            stored = self.store.existing_keys([key for _, key in fresh], since)
+        high = self._high
+        suspects = [
+            key
+            for item, key in fresh
+            if (seq := item.reading.seq) is None
+            or seq <= high.get((item.reading.device_id, item.reading.kind), -1)
+        ]
+        if suspects:
+            stored = self.store.existing_keys(suspects, self._window_start())
             if stored:
                 duplicates += sum(1 for _, key in fresh if key in stored)
                 fresh = [(item, key) for item, key in fresh if key not in stored]
@@ -233,6 +253,12 @@ class Anchorer:
             raise
         if block is not None:
             self._last_received_ns = max(self._last_received_ns, block.last_received_ns)
+            for item, _ in fresh:
+                reading = item.reading
+                if reading.seq is not None:
+                    mark = (reading.device_id, reading.kind)
+                    if reading.seq > high.get(mark, -1):
+                        high[mark] = reading.seq
         return Outcome(
             stored=0 if table is None else table.num_rows,
             duplicates=duplicates,

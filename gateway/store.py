@@ -197,6 +197,15 @@ class Store:
             return True
         return False
 
+    def read_cursor(self) -> duckdb.DuckDBPyConnection:
+        """A new connection to the same database, for reads on another thread.
+
+        Call it on the writer thread (DuckDB connections are not thread-safe); the
+        cursor may then be used, and must be closed, on any one thread.
+        """
+        with _converted("open a read cursor"):
+            return self._con.cursor()
+
     def reopen(self) -> None:
         """Close and open the file again (after a fatal error; committed data is on disk)."""
         with contextlib.suppress(duckdb.Error):
@@ -324,6 +333,16 @@ class Store:
             finally:
                 self._con.unregister("anchorgate_probe")
         return {row[0] for row in rows}
+
+    def highest_seqs(self, since_ns: int) -> dict[tuple[str, str], int]:
+        """The highest seq per (device_id, kind) among readings received since ``since_ns``."""
+        with _converted("read the highest sequence numbers"):
+            rows = self._con.execute(
+                "SELECT device_id, kind, max(seq) FROM readings "
+                "WHERE received_ns >= ? AND seq IS NOT NULL GROUP BY device_id, kind",
+                [since_ns],
+            ).fetchall()
+        return {(str(device), str(kind)): int(seq) for device, kind, seq in rows}
 
     def commit_batch(
         self,

@@ -236,3 +236,29 @@ def test_genesis_head_for_an_empty_store(tmp_path: Path) -> None:
     with Store.open(tmp_path / "s.duckdb") as store:
         assert make_anchorer(store).head == ChainHead.genesis()
         assert check_recent_blocks(store, KEY, "gw-test", 3) == 0
+
+
+def test_new_sequence_numbers_cost_no_lookup_and_marks_survive_a_restart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "s.duckdb"
+    with Store.open(path) as store:
+        anchorer = make_anchorer(store)
+        lookups: list[list[str]] = []
+        original = store.existing_keys
+
+        def counted(keys: list[str], since: int) -> set[str]:
+            lookups.append(list(keys))
+            return original(keys, since)
+
+        monkeypatch.setattr(store, "existing_keys", counted)
+        anchorer.commit([temp("a", n) for n in range(10)])
+        anchorer.commit([temp("a", n) for n in range(10, 20)] + [temp("b", 0)])
+        assert lookups == []  # every seq was above its device's mark
+        redelivered = anchorer.commit([temp("a", 5), temp("a", 20)])
+        assert (redelivered.stored, redelivered.duplicates) == (1, 1)
+        assert lookups == [["a/temperature/5"]]
+    with Store.open(path) as store:
+        anchorer = make_anchorer(store)
+        again = anchorer.commit([temp("a", 19), temp("b", 0), temp("b", 1)])
+        assert (again.stored, again.duplicates) == (1, 2)
