@@ -45,10 +45,8 @@ def _config_paths(config_path: Path | None) -> tuple[Path | None, str | None, Pa
         config = load_config(config_path)
     except ConfigError as exc:
         raise UserError(str(exc)) from None
-    key_file = config.gateway.key_file
-    api = getattr(config, "api", None)
-    url = api.url if api is not None else None
-    return config.store.path, url, key_file.with_suffix(".pub")
+    url = config.api.url if config.api.enabled else None
+    return config.store.path, url, config.gateway.key_file.with_suffix(".pub")
 
 
 store_options = [
@@ -95,6 +93,12 @@ def _reader_or_api(
         reader = StoreReader.open(path)
     except StoreLockedError:
         click.echo(f"{path} is held by the running gateway; asking its read API at {url}", err=True)
+        served = _api_json(url, "/status", []).get("store")
+        if served is not None and Path(served) != path.resolve():
+            raise UserError(
+                f"the read API at {url} serves {served}, not {path.resolve()}: is another "
+                "gateway on that port? Set [api] in the config or give --api"
+            ) from None
         yield url
         return
     except GatewayError as exc:

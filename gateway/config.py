@@ -207,6 +207,34 @@ class HealthSection:
         _require(0 < self.interval <= 3600, "interval", "must be more than 0 and at most 3600 s")
 
 
+_LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+@dataclass(frozen=True)
+class ApiSection:
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 8787
+    unix_socket: Path | None = None
+
+    def __post_init__(self) -> None:
+        _require(1 <= self.port <= 65535, "port", "must be between 1 and 65535")
+        _require(
+            self.host in _LOOPBACK,
+            "host",
+            f"{self.host!r} is not a loopback address; the read API has no authentication "
+            "yet, so it binds only 127.0.0.1, ::1 or localhost (or use unix_socket)",
+        )
+
+    @property
+    def url(self) -> str:
+        """Where the CLI finds the API: http://HOST:PORT or unix:/PATH."""
+        if self.unix_socket is not None:
+            return f"unix:{self.unix_socket}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+
 @dataclass(frozen=True)
 class LogSection:
     level: Literal["debug", "info", "warning", "error"] = "info"
@@ -221,6 +249,7 @@ class Config:
     batch: BatchSection = field(default_factory=BatchSection)
     store: StoreSection = field(default_factory=StoreSection)
     health: HealthSection = field(default_factory=HealthSection)
+    api: ApiSection = field(default_factory=ApiSection)
     log: LogSection = field(default_factory=LogSection)
 
     def __post_init__(self) -> None:

@@ -97,8 +97,14 @@ class _LiveCollector(Collector):
             yield GaugeMetricFamily(f"anchorgate_{name}", f"anchorgate {name}", value=value)
 
 
-def make_app(open_reader: ReaderFactory, live: LiveCounters | None = None) -> web.Application:
-    """The aiohttp application; ``open_reader`` gives a fresh reader per request."""
+def make_app(
+    open_reader: ReaderFactory, live: LiveCounters | None = None, store: Path | None = None
+) -> web.Application:
+    """The aiohttp application; ``open_reader`` gives a fresh reader per request.
+
+    ``store`` is the served file's path, reported in /status so that a client can make
+    sure it reached the gateway of the store it meant.
+    """
 
     async def in_thread(fn: Callable[[StoreReader], Any]) -> Any:
         def run() -> Any:
@@ -109,6 +115,8 @@ def make_app(open_reader: ReaderFactory, live: LiveCounters | None = None) -> we
 
     async def status() -> dict[str, Any]:
         result: dict[str, Any] = await in_thread(lambda r: r.status())
+        if store is not None:
+            result["store"] = str(store.resolve())
         if live is not None:
             result["live"] = dict(live())
         return result
@@ -127,7 +135,7 @@ def make_app(open_reader: ReaderFactory, live: LiveCounters | None = None) -> we
             snapshot = await status()
         except GatewayError as exc:
             return _error(503, str(exc))
-        flat = {k: v for k, v in snapshot.items() if k != "live"}
+        flat = {k: v for k, v in snapshot.items() if k not in ("live", "store")}
         flat.update(snapshot.get("live", {}))
         registry = CollectorRegistry()
         registry.register(_LiveCollector(lambda: flat))

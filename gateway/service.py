@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
@@ -32,6 +34,9 @@ from gateway.pipeline import Pipeline
 from gateway.store import Store
 from gateway.subscriber import Subscriber
 from ledger import SigningKey
+
+if TYPE_CHECKING:
+    from aiohttp.web import AppRunner
 
 _log = get_logger("service")
 
@@ -89,6 +94,9 @@ async def serve(
         raise
     metrics = Metrics()
     metrics.height = opened.anchorer.head.height
+    # Everything allocated so far lives as long as the service: keep it out of the
+    # cyclic collector's full passes, which otherwise rescan it every few batches.
+    gc.freeze()
     log_event(
         _log,
         logging.INFO,
@@ -99,6 +107,7 @@ async def serve(
         height=metrics.height,
         blocks_checked=opened.checked,
     )
+    api = await _start_api(config, opened.store, executor, metrics)
     subscriber = Subscriber(config, metrics, clock=clock)
     pipeline = Pipeline(
         Decoder(config.limits, config.mqtt.topic_template),
@@ -135,6 +144,8 @@ async def serve(
     finally:
         for signum in signals:
             loop.remove_signal_handler(signum)
+        if api is not None:
+            await api.cleanup()
         await loop.run_in_executor(executor, opened.store.close)
         executor.shutdown(wait=True)
     metrics.state = "stopped"
@@ -151,6 +162,32 @@ async def serve(
         height=metrics.height,
     )
     return metrics
+
+
+async def _start_api(
+    config: Config, store: Store, writer: ThreadPoolExecutor, metrics: Metrics
+) -> AppRunner | None:
+    """Serve the read API (gateway.readapi), or log why not and run without it."""
+    if not config.api.enabled:
+        return None
+    from gateway.readapi import make_app, start  # noqa: PLC0415 (only when enabled)
+    from gateway.reader import StoreReader  # noqa: PLC0415
+
+    def open_reader() -> StoreReader:
+        # Runs on an API worker thread: the cursor is made on the writer thread, where
+        # the connection lives (and is replaced after a fatal error).
+        return StoreReader(writer.submit(store.read_cursor).result(), owned=True)
+
+    app = make_app(open_reader, metrics.snapshot, config.store.path)
+    try:
+        runner = await start(
+            app, host=config.api.host, port=config.api.port, unix_socket=config.api.unix_socket
+        )
+    except OSError as exc:
+        log_event(_log, logging.WARNING, "api.unavailable", url=config.api.url, reason=str(exc))
+        return None
+    log_event(_log, logging.INFO, "api.listening", url=config.api.url)
+    return runner
 
 
 async def _health_loop(config: Config, metrics: Metrics) -> None:

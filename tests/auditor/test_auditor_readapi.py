@@ -43,7 +43,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     stop = asyncio.Event()
 
     async def serve() -> None:
-        app = make_app(lambda: StoreReader.beside(writer), lambda: {"duplicates": 3})
+        app = make_app(lambda: StoreReader.beside(writer), lambda: {"duplicates": 3}, made.path)
         runner = await start(app, host="127.0.0.1", port=port)
         ready.set()
         await stop.wait()
@@ -124,6 +124,19 @@ def test_cli_uses_the_api_when_the_store_is_held(
     )
     assert code == 2
     assert "stop it first" in capsys.readouterr().err
+
+
+def test_cli_refuses_an_api_that_serves_another_store(
+    served: Served, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = make_store(tmp_path / "other", batches=1)
+    holder = duckdb.connect(str(other.path))  # held, so the CLI turns to the API
+    try:
+        code = main(["status", "--store", str(other.path), "--api", served.url])
+    finally:
+        holder.close()
+    assert code == 2
+    assert "serves" in capsys.readouterr().err
 
 
 def test_cli_says_when_the_api_is_not_there(
