@@ -74,6 +74,12 @@ class Outcome:
     committed_ns: int
 
 
+def random_salts(count: int) -> list[bytes]:
+    """``count`` fresh 16-byte salts from one call to the OS's random source."""
+    pool = os.urandom(16 * count)
+    return [pool[i : i + 16] for i in range(0, 16 * count, 16)]
+
+
 def dedup_key(item: Accepted) -> str:
     """``device/kind/seq``, or ``device/kind/#digest`` for a reading without seq.
 
@@ -136,14 +142,14 @@ class Anchorer:
         *,
         duplicate_window_ns: int,
         clock: Callable[[], int] = time.time_ns,
-        salt: Callable[[], bytes] = lambda: os.urandom(16),
+        salts: Callable[[int], list[bytes]] | None = None,
     ) -> None:
         self.store = store
         self.key = key
         self.gateway_id = gateway_id
         self.duplicate_window_ns = duplicate_window_ns
         self._clock = clock
-        self._salt = salt
+        self._salts = salts or random_salts
         store.claim(gateway_id, key.key_id)
         self._builder = ChainBuilder(gateway_id, key, self._committed_head())
         self._last_received_ns = store.last_received_ns() or 0
@@ -219,7 +225,7 @@ class Anchorer:
         block: BlockRow | None = None
         height: int | None = None
         if fresh:
-            salts = [self._salt() for _ in fresh]
+            salts = self._salts(len(fresh))
             envelope_bytes = [
                 Envelope.create(item.topic, item.payload, item.received_ns, salt).to_bytes()
                 for (item, _), salt in zip(fresh, salts, strict=True)
