@@ -81,6 +81,8 @@ path = "{directory / "gateway.duckdb"}"
 [health]
 file = "{directory / "health.json"}"
 interval = 0.5
+[api]
+enabled = false
 [log]
 level = "info"
 {extra}
