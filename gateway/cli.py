@@ -148,7 +148,11 @@ def run(config_path: Path) -> None:
 def _register_commands() -> None:
     # Commands from other modules, imported when one of them runs or --help lists them.
     assert isinstance(cli, LazyGroup)
-    cli.lazy_sources += ["simulators.cli:simulate", "gateway.auditor_cli:COMMANDS"]
+    cli.lazy_sources += [
+        "simulators.cli:simulate",
+        "gateway.auditor_cli:COMMANDS",
+        "gateway.demo:demo",
+    ]
 
 
 _register_commands()
