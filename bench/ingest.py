@@ -169,7 +169,7 @@ def bare_rate(broker: Mosquitto, count: int, publishers: int) -> tuple[float, fl
 
 
 class Gateway:
-    def __init__(self, workdir: Path, broker: Mosquitto) -> None:
+    def __init__(self, workdir: Path, broker: Mosquitto, api: bool = True) -> None:
         self.dir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         key = workdir / "gateway.key"
@@ -194,6 +194,8 @@ path = "{self.store}"
 [health]
 file = "{self.health_path}"
 interval = 0.5
+[api]
+enabled = {"true" if api else "false"}
 [log]
 level = "warning"
 """
@@ -297,6 +299,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backlog", type=int, default=1_000_000)
     parser.add_argument("--big-store", type=int, default=10_000_000)
     parser.add_argument("--publishers", type=int, default=2)
+    parser.add_argument(
+        "--no-api", action="store_true", help="run the gateway without its read API"
+    )
     args = parser.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="anchorgate-bench-"))
     results: dict[str, object] = {"readings": args.readings}
@@ -307,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
             results["bare_rate"] = round(ceiling)
             print(f"publish: {pub_rate:,.0f} msg/s; (a) bare paho manual-ack: {ceiling:,.0f} msg/s")
 
-            gateway = Gateway(workdir / "gw", broker)
+            gateway = Gateway(workdir / "gw", broker, api=not args.no_api)
             gateway.start()  # makes the session
             gateway.stop()
             publish(broker, args.readings, args.publishers, offset=0)
@@ -335,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
             )
 
             if args.backlog:
-                backlog_gw = Gateway(workdir / "gw-backlog", broker)
+                backlog_gw = Gateway(workdir / "gw-backlog", broker, api=not args.no_api)
                 backlog_gw.start()
                 backlog_gw.stop()
                 publish(broker, args.backlog, args.publishers, offset=10**7)
@@ -356,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
 
             if args.big_store:
-                big = Gateway(workdir / "gw-big", broker)
+                big = Gateway(workdir / "gw-big", broker, api=not args.no_api)
                 big.start()
                 big.stop()
                 prefill(big.store, args.big_store)
