@@ -142,14 +142,15 @@ class Anchorer:
         *,
         duplicate_window_ns: int,
         clock: Callable[[], int] = time.time_ns,
-        salts: Callable[[int], list[bytes]] | None = None,
+        salt: Callable[[], bytes] | None = None,
     ) -> None:
         self.store = store
         self.key = key
         self.gateway_id = gateway_id
         self.duplicate_window_ns = duplicate_window_ns
         self._clock = clock
-        self._salts = salts or random_salts
+        # Tests pass a deterministic salt; the service draws a batch's salts at once.
+        self._salt = salt
         store.claim(gateway_id, key.key_id)
         self._builder = ChainBuilder(gateway_id, key, self._committed_head())
         self._last_received_ns = store.last_received_ns() or 0
@@ -225,7 +226,8 @@ class Anchorer:
         block: BlockRow | None = None
         height: int | None = None
         if fresh:
-            salts = self._salts(len(fresh))
+            salt = self._salt
+            salts = random_salts(len(fresh)) if salt is None else [salt() for _ in fresh]
             envelope_bytes = [
                 Envelope.create(item.topic, item.payload, item.received_ns, salt).to_bytes()
                 for (item, _), salt in zip(fresh, salts, strict=True)
