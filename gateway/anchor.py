@@ -143,14 +143,18 @@ class Anchorer:
         duplicate_window_ns: int,
         clock: Callable[[], int] = time.time_ns,
         salt: Callable[[], bytes] | None = None,
+        salts: Callable[[int], list[bytes]] | None = None,
     ) -> None:
         self.store = store
         self.key = key
         self.gateway_id = gateway_id
         self.duplicate_window_ns = duplicate_window_ns
         self._clock = clock
-        # Tests pass a deterministic salt; the service draws a batch's salts at once.
-        self._salt = salt
+        # Tests pass deterministic salts (one at a time with ``salt``, or ``salts(n)``
+        # for a batch); the service draws a batch's salts from the OS at once.
+        if salts is None:
+            salts = random_salts if salt is None else (lambda n: [salt() for _ in range(n)])
+        self._salts = salts
         store.claim(gateway_id, key.key_id)
         self._builder = ChainBuilder(gateway_id, key, self._committed_head())
         self._last_received_ns = store.last_received_ns() or 0
@@ -226,8 +230,7 @@ class Anchorer:
         block: BlockRow | None = None
         height: int | None = None
         if fresh:
-            salt = self._salt
-            salts = random_salts(len(fresh)) if salt is None else [salt() for _ in fresh]
+            salts = self._salts(len(fresh))
             envelope_bytes = [
                 Envelope.create(item.topic, item.payload, item.received_ns, salt).to_bytes()
                 for (item, _), salt in zip(fresh, salts, strict=True)
