@@ -148,6 +148,9 @@ async def serve(
             await api.cleanup()
         await loop.run_in_executor(executor, opened.store.close)
         executor.shutdown(wait=True)
+        # Let the collector free the service's objects again (DuckDB's bindings report
+        # objects still alive at exit as leaks).
+        gc.unfreeze()
     metrics.state = "stopped"
     if config.health.file is not None:
         write_health(config.health.file, metrics.snapshot())
