@@ -152,6 +152,7 @@ def _register_commands() -> None:
         "simulators.cli:simulate",
         "gateway.auditor_cli:COMMANDS",
         "gateway.demo:demo",
+        "gateway.report_cli:COMMANDS",
     ]
 
 
