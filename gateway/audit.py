@@ -57,14 +57,86 @@ _READING_COLUMNS = (
     "block_height, leaf_index, kind, device_id, seq, ts_ms, received_ns, topic, asset_id, "
     "celsius, lat, lon, alt_m, speed_mps, accuracy_m, salt, envelope, leaf_hash"
 )
-# DuckDB checks every leaf hash itself (in C++, on all cores) while it streams the
-# rows: leaf_ok = SHA-256(0x00 || envelope) equals the stored leaf hash.
-_READING_SQL = (
+# The full rows of one block's readings that need a closer look (by leaf index).
+_FULL_SQL = (
     f"SELECT {_READING_COLUMNS}, "
     "sha256(unhex('00') || envelope) = lower(hex(leaf_hash)) AS leaf_ok "
-    "FROM readings WHERE block_height >= ? AND block_height < ? "
-    "ORDER BY block_height, leaf_index"
+    "FROM readings WHERE block_height = ? AND list_contains(?, leaf_index) "
+    "ORDER BY leaf_index"
 )
+
+# The walk streams one light row per reading: (block_height, leaf_index, leaf_hash,
+# row_ok). DuckDB computes row_ok itself, in C++ on every core, while Python consumes:
+# the leaf hash is SHA-256(0x00 || envelope); the envelope is exactly the canonical
+# msgpack of [1, salt, topic, received_ns, payload] built from the stored columns and
+# the payload it holds; the topic ends in /device_id/kind; and, for a JSON payload,
+# every parsed column equals the payload's field. row_ok is NULL when SQL cannot tell
+# (a msgpack payload): Python checks those rows, and diagnoses the rows that fail.
+# (An envelope an attacker replaced, leaf hash and all, cannot match the signed batch
+# root, which the walk computes from the stored leaf hashes; so these checks only have
+# to be exact for the payloads the gateway accepted.)
+_UINT_HEX = (
+    "CASE WHEN received_ns < 128 THEN printf('%02x', received_ns) "
+    "WHEN received_ns < 256 THEN printf('cc%02x', received_ns) "
+    "WHEN received_ns < 65536 THEN printf('cd%04x', received_ns) "
+    "WHEN received_ns < 4294967296 THEN printf('ce%08x', received_ns) "
+    "ELSE printf('cf%016x', received_ns) END"
+)
+_STR_HEADER_HEX = (
+    "CASE WHEN length(topic_hex) < 64 THEN printf('%02x', 160 + length(topic_hex) // 2) "
+    "WHEN length(topic_hex) < 512 THEN printf('d9%02x', length(topic_hex) // 2) "
+    "ELSE printf('da%04x', length(topic_hex) // 2) END"
+)
+_BIN_HEADER_HEX = (
+    "CASE WHEN pl < 256 THEN printf('c4%02x', pl) "
+    "WHEN pl < 65536 THEN printf('c5%04x', pl) ELSE printf('c6%08x', pl) END"
+)
+# One JSON parse per payload: json_transform reads every field the columns hold.
+_JSON_SHAPE = (
+    '{"device_id": "VARCHAR", "seq": "BIGINT", "ts": "BIGINT", "asset_id": "VARCHAR", '
+    '"celsius": "DOUBLE", "lat": "DOUBLE", "lon": "DOUBLE", "alt_m": "DOUBLE", '
+    '"speed_mps": "DOUBLE", "accuracy_m": "DOUBLE"}'
+)
+_JSON_FIELDS_OK = " AND ".join(
+    [
+        "j IS NOT NULL",
+        "coalesce(j.device_id, device_id) = device_id",
+        "j.seq IS NOT DISTINCT FROM seq",
+        "j.ts IS NOT DISTINCT FROM ts_ms",
+        "j.asset_id IS NOT DISTINCT FROM asset_id",
+        *(
+            f"j.{name} IS NOT DISTINCT FROM {name}"
+            for name in ("celsius", "lat", "lon", "alt_m", "speed_mps", "accuracy_m")
+        ),
+    ]
+)
+_READING_SQL = f"""
+WITH r AS (
+    SELECT *, lower(hex(envelope)) AS env_hex, lower(hex(encode(topic))) AS topic_hex
+    FROM readings WHERE block_height >= ? AND block_height < ?
+), p AS (
+    SELECT *, '9501c410' || lower(hex(salt)) || {_STR_HEADER_HEX} || topic_hex || {_UINT_HEX}
+        AS prefix_hex
+    FROM r
+), q AS (
+    SELECT *, substring(env_hex, length(prefix_hex) + 1) AS rest_hex FROM p
+), t AS (
+    SELECT *, substring(rest_hex, CASE substring(rest_hex, 1, 2) WHEN 'c4' THEN 5
+        WHEN 'c5' THEN 7 WHEN 'c6' THEN 11 ELSE 1 END) AS payload_hex
+    FROM q
+), u AS (
+    SELECT *, length(payload_hex) // 2 AS pl,
+        TRY(json_transform(decode(unhex(payload_hex))::JSON, '{_JSON_SHAPE}')) AS j
+    FROM t
+)
+SELECT block_height, leaf_index, leaf_hash,
+    sha256(unhex('00') || envelope) = lower(hex(leaf_hash))
+    AND env_hex = prefix_hex || {_BIN_HEADER_HEX} || payload_hex
+    AND ends_with(topic, '/' || device_id || '/' || kind)
+    AND CASE WHEN starts_with(payload_hex, '7b') THEN {_JSON_FIELDS_OK} ELSE NULL END
+    AS row_ok
+FROM u ORDER BY block_height, leaf_index
+"""
 _PAYLOAD_FLOATS = ("celsius", "lat", "lon", "alt_m", "speed_mps", "accuracy_m")
 _json_decode = json.JSONDecoder().decode
 
@@ -363,7 +435,7 @@ def _walk(
         rows = readings.take(height, report)
         if header is not None:
             _check_block_columns(row, header, report)
-            _check_batch(height, header, rows, report)
+            _check_batch(reader, height, header, rows, report)
         report.blocks += 1
         report.readings += len(rows)
         if progress is not None:
@@ -504,8 +576,13 @@ def _resync(verifier: ChainVerifier, header_bytes: bytes, head_after: bytes) -> 
 
 
 def _check_batch(
-    height: int, header: BlockHeader, rows: list[tuple[Any, ...]], report: AuditReport
+    reader: StoreReader,
+    height: int,
+    header: BlockHeader,
+    rows: list[tuple[Any, ...]],
+    report: AuditReport,
 ) -> None:
+    """Check one block's readings (light rows: height, index, leaf hash, row_ok)."""
     indexes = [int(r[1]) for r in rows]
     if indexes != list(range(len(rows))):
         missing = sorted(set(range(header.leaf_count)) - set(indexes))
@@ -526,8 +603,12 @@ def _check_batch(
             height,
             f"{len(rows)} readings stored, the signed header says {header.leaf_count}",
         )
-    leaves = [bytes(r[17]) if _consistent(r) else _check_reading(r, report) for r in rows]
-    if MerkleTree([leaf for leaf in leaves if leaf is not None]).root != header.batch_root:
+    unsure = sorted({int(r[1]) for r in rows if r[3] is not True})
+    if unsure:
+        for full in reader.all(_FULL_SQL, [height, unsure]):
+            if not _consistent(full):
+                _check_reading(full, report)
+    if MerkleTree([bytes(r[2]) for r in rows]).root != header.batch_root:
         report.add(
             "readings", f"block {height}", height, "the block's readings do not hash to its root"
         )

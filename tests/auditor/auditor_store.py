@@ -66,7 +66,7 @@ def make_store(directory: Path, batches: int = 12, *, close: bool = True) -> Mad
         GATEWAY_ID,
         duplicate_window_ns=10**12,
         clock=lambda: next(clock) + 10**9,
-        salt=lambda: next(salts).to_bytes(16, "big"),
+        salts=lambda n: [next(salts).to_bytes(16, "big") for _ in range(n)],
     )
     decoder = Decoder(LimitsSection())
     total = 0
