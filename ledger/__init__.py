@@ -2,23 +2,19 @@
 
 The few things most callers need are exported here; the primitives stay reachable in
 their modules (``ledger.merkle``, ``ledger.envelope``, ``ledger.header``,
-``ledger.chain``, ``ledger.keys``, ``ledger.bundle``). docs/FORMAT.md is the
+``ledger.chain``, ``ledger.keys``, ``ledger.bundle``, ``ledger.verify``). docs/FORMAT.md is the
 normative description of every byte format this package reads or writes.
 """
 
 from ledger.bundle import (
     BUNDLE_FORMAT,
     BlockLog,
-    Check,
     Disclosure,
     HeadExtension,
     SignedHeader,
-    VerificationReport,
-    VerifiedReading,
     build_bundle,
     dumps_bundle,
     log_proofs,
-    verify_bundle,
 )
 from ledger.chain import ChainBuilder, ChainHead, ChainVerifier, SealedBlock, verify_chain
 from ledger.envelope import Envelope
@@ -41,6 +37,7 @@ from ledger.merkle import (
     verify_consistency,
     verify_inclusion,
 )
+from ledger.verify import Check, VerificationReport, VerifiedReading, verify_bundle
 
 __all__ = [
     "BUNDLE_FORMAT",

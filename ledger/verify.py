@@ -1,0 +1,451 @@
+"""Verifying a proof bundle offline (docs/FORMAT.md section 8.1).
+
+Sizes and indexes are always checked against what is signed: a claimed ``batch_size``
+must equal the header's ``leaf_count`` and a claimed ``log_size`` the head's height.
+:func:`verify_bundle` never raises on hostile input: it returns a
+:class:`VerificationReport` listing every check made and the first that failed.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ledger.bundle import BUNDLE_FORMAT
+from ledger.envelope import Envelope
+from ledger.errors import FormatError, LedgerError, ProofError, SignatureError
+from ledger.header import BlockHeader, block_hash
+from ledger.keys import PublicKey
+from ledger.merkle import (
+    HASH_SIZE,
+    hash_leaf,
+    inclusion_path_length,
+    root_from_inclusion_proof,
+    verify_consistency,
+)
+
+MAX_BUNDLE_BYTES = 64 * 1024 * 1024
+MAX_PROOF_HASHES = 64
+MAX_READINGS = 1_000_000
+# Searching other indexes to tell a swapped index from an edited envelope costs one
+# path walk per candidate; past this batch size the verifier only says "not included".
+_INDEX_SEARCH_LIMIT = 1 << 16
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One check the verifier made. ``subject`` names the block or reading concerned."""
+
+    name: str
+    ok: bool
+    subject: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedReading:
+    """A disclosed reading that was proven, with the block it is anchored in."""
+
+    envelope: Envelope
+    block: BlockHeader
+    leaf_index: int
+
+
+@dataclass
+class VerificationReport:
+    """What :func:`verify_bundle` found. ``valid`` only when every check passed."""
+
+    checks: list[Check] = field(default_factory=list)
+    head: BlockHeader | None = None
+    head_hash: bytes | None = None
+    extends: bytes | None = None
+    readings: list[VerifiedReading] = field(default_factory=list)
+
+    @property
+    def failure(self) -> Check | None:
+        return next((c for c in self.checks if not c.ok), None)
+
+    @property
+    def valid(self) -> bool:
+        return bool(self.checks) and self.failure is None
+
+
+class _Failed(Exception):
+    """Internal: stops verification at the first failed check."""
+
+    def __init__(self, name: str, subject: str, detail: str) -> None:
+        super().__init__(detail)
+        self.check = Check(name, False, subject, detail)
+
+
+def _require(cond: bool, name: str, subject: str, detail: str) -> None:
+    if not cond:
+        raise _Failed(name, subject, detail)
+
+
+def _get(obj: Mapping[str, Any], key: str, kind: type, where: str) -> Any:
+    value = obj.get(key)
+    if type(value) is not kind:
+        raise _Failed("format", where, f"{where}: field {key!r} must be a {kind.__name__}")
+    return value
+
+
+def _get_int(obj: Mapping[str, Any], key: str, where: str, maximum: int = 2**64 - 1) -> int:
+    value: int = _get(obj, key, int, where)
+    _require(0 <= value <= maximum, "format", where, f"{where}: field {key!r} is out of range")
+    return value
+
+
+def _get_bytes(obj: Mapping[str, Any], key: str, where: str) -> bytes:
+    text: str = _get(obj, key, str, where)
+    try:
+        data = base64.b64decode(text.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError):
+        raise _Failed("format", where, f"{where}: field {key!r} is not base64") from None
+    # One encoding per value: refuse stray bits in the padding (e.g. "QR==").
+    _require(
+        base64.b64encode(data).decode() == text,
+        "format",
+        where,
+        f"{where}: field {key!r} is not canonical base64",
+    )
+    return data
+
+
+def _get_hashes(obj: Mapping[str, Any], key: str, where: str) -> list[bytes]:
+    items: list[Any] = _get(obj, key, list, where)
+    _require(
+        len(items) <= MAX_PROOF_HASHES,
+        "format",
+        where,
+        f"{where}: field {key!r} has {len(items)} hashes, more than {MAX_PROOF_HASHES}",
+    )
+    hashes = [_get_bytes({key: item}, key, where) for item in items]
+    _require(
+        all(len(h) == HASH_SIZE for h in hashes),
+        "format",
+        where,
+        f"{where}: every hash in {key!r} must be {HASH_SIZE} bytes",
+    )
+    return hashes
+
+
+def _signed_header(
+    entry: Mapping[str, Any], where: str, key: PublicKey, gateway_id: str
+) -> tuple[BlockHeader, bytes]:
+    header_bytes = _get_bytes(entry, "header", where)
+    signature = _get_bytes(entry, "signature", where)
+    try:
+        header = BlockHeader.from_bytes(header_bytes)
+    except FormatError as exc:
+        raise _Failed("format", where, f"{where}: {exc}") from None
+    _require(
+        header.key_id == key.key_id,
+        "key",
+        where,
+        f"{where} was signed by key {header.key_id.hex()[:16]}, not the trusted key "
+        f"{key.key_id.hex()[:16]}",
+    )
+    _require(
+        header.gateway_id == gateway_id,
+        "gateway",
+        where,
+        f"{where} is from gateway {header.gateway_id!r}, the bundle is for {gateway_id!r}",
+    )
+    try:
+        key.verify(signature, header_bytes)
+    except SignatureError as exc:
+        raise _Failed("signature", where, f"{where}: {exc}") from None
+    return header, header_bytes
+
+
+def verify_bundle(
+    bundle: bytes | str | Mapping[str, Any],
+    key: PublicKey,
+    trusted_head: bytes | None = None,
+) -> VerificationReport:
+    """Verify a bundle against the trusted gateway key; never raises on bad input.
+
+    ``trusted_head``, when given, is a block hash the auditor already trusts: the
+    bundle's head must be that block, or the bundle's ``extends`` entry must prove
+    that its head extends that block.
+    """
+    report = VerificationReport()
+    try:
+        _verify(bundle, key, trusted_head, report)
+    except _Failed as failed:
+        report.checks.append(failed.check)
+        report.readings.clear()
+    return report
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise _Failed("format", "bundle", f"member {key!r} appears twice in one object")
+        result[key] = value
+    return result
+
+
+def _parse(bundle: bytes | str | Mapping[str, Any]) -> Mapping[str, Any]:
+    if isinstance(bundle, Mapping):
+        return bundle
+    _require(len(bundle) <= MAX_BUNDLE_BYTES, "format", "bundle", "bundle is too large")
+    if isinstance(bundle, bytes):
+        try:
+            bundle = bundle.decode("utf-8")  # UTF-8 only: json.loads would guess UTF-16/32
+        except UnicodeDecodeError as exc:
+            raise _Failed("format", "bundle", f"bundle is not UTF-8 (byte {exc.start})") from None
+    try:
+        parsed = json.loads(bundle, object_pairs_hook=_unique)
+    except (ValueError, RecursionError) as exc:
+        raise _Failed("format", "bundle", f"bundle is not JSON: {exc}") from None
+    _require(isinstance(parsed, dict), "format", "bundle", "bundle is not a JSON object")
+    result: Mapping[str, Any] = parsed
+    return result
+
+
+def _verify(
+    raw: bytes | str | Mapping[str, Any],
+    key: PublicKey,
+    trusted_head: bytes | None,
+    report: VerificationReport,
+) -> None:
+    checks = report.checks
+    bundle = _parse(raw)
+    fmt = bundle.get("format")
+    _require(
+        fmt == BUNDLE_FORMAT,
+        "version",
+        "bundle",
+        f"unknown bundle format {fmt!r}; this verifier knows {BUNDLE_FORMAT!r}",
+    )
+    gateway_id: str = _get(bundle, "gateway_id", str, "bundle")
+    key_id_hex: str = _get(bundle, "key_id", str, "bundle")
+    _require(
+        key_id_hex == key.key_id.hex(),
+        "key",
+        "bundle",
+        f"bundle is for key {key_id_hex[:16]}, but the trusted key is {key.key_id.hex()[:16]}",
+    )
+    checks.append(Check("format", True, "bundle", f"format {BUNDLE_FORMAT}"))
+
+    head_entry = _get(bundle, "head", dict, "bundle")
+    head, head_bytes = _signed_header(head_entry, "head", key, gateway_id)
+    _require(
+        _get_int(head_entry, "height", "head") == head.height,
+        "format",
+        "head",
+        "head: claimed height differs from the signed header",
+    )
+    report.head, report.head_hash = head, block_hash(head_bytes)
+    checks.append(Check("signature", True, f"head block {head.height}", "head signature valid"))
+    if "extends" in bundle:
+        extends = _get(bundle, "extends", dict, "bundle")
+        report.extends = _verify_extension(extends, head, key, gateway_id)
+        checks.append(
+            Check(
+                "head-extension",
+                True,
+                f"head block {head.height}",
+                f"extends the older head {report.extends.hex()}",
+            )
+        )
+    if trusted_head is not None:
+        if report.head_hash == trusted_head:
+            checks.append(Check("trusted-head", True, "head", "head is the trusted head"))
+        else:
+            _require(
+                report.extends == trusted_head,
+                "trusted-head",
+                f"head block {head.height}",
+                f"head is {report.head_hash.hex()}, not the trusted head "
+                f"{trusted_head.hex()}, and the bundle does not prove that it extends it",
+            )
+            checks.append(Check("trusted-head", True, "head", "head extends the trusted head"))
+
+    blocks = {head.height: head}
+    for i, entry in enumerate(_get(bundle, "blocks", list, "bundle")):
+        where = f"blocks[{i}]"
+        _require(type(entry) is dict, "format", where, f"{where} is not an object")
+        header, header_bytes = _signed_header(entry, where, key, gateway_id)
+        subject = f"block {header.height}"
+        _require(
+            _get_int(entry, "height", where) == header.height,
+            "format",
+            subject,
+            f"{where}: claimed height differs from the signed header",
+        )
+        _require(header.height not in blocks, "format", subject, f"{subject} appears twice")
+        _require(
+            header.height < head.height,
+            "chain-truncated",
+            subject,
+            f"{subject} is not below the head (height {head.height}): the chain shown "
+            "ends before it",
+        )
+        log_size = _get_int(entry, "log_size", where)
+        _require(
+            log_size == head.height,
+            "size-mismatch",
+            subject,
+            f"{where}: log_size {log_size} differs from the signed head height {head.height}",
+        )
+        try:
+            root = root_from_inclusion_proof(
+                hash_leaf(block_hash(header_bytes)),
+                header.height,
+                head.height,
+                _get_hashes(entry, "log_proof", where),
+            )
+        except ProofError as exc:
+            raise _Failed("block-in-chain", subject, f"{subject}: {exc}") from None
+        _require(
+            root == head.log_root,
+            "block-in-chain",
+            subject,
+            f"{subject} is not in the chain below head {head.height} (log proof fails)",
+        )
+        blocks[header.height] = header
+        checks.append(Check("block-in-chain", True, subject, f"signed, in chain at {head.height}"))
+
+    entries = _get(bundle, "readings", list, "bundle")
+    _require(
+        0 < len(entries) <= MAX_READINGS,
+        "format",
+        "bundle",
+        f"bundle must disclose 1 to {MAX_READINGS} readings, it has {len(entries)}",
+    )
+    seen: set[tuple[int, int]] = set()
+    for i, entry in enumerate(entries):
+        where = f"readings[{i}]"
+        _require(type(entry) is dict, "format", where, f"{where} is not an object")
+        report.readings.append(_verify_reading(entry, where, blocks, seen, checks))
+
+
+def _verify_extension(
+    entry: Mapping[str, Any], head: BlockHeader, key: PublicKey, gateway_id: str
+) -> bytes:
+    """Check an ``extends`` entry; return the older head's block hash."""
+    old, old_bytes = _signed_header(entry, "extends", key, gateway_id)
+    subject = f"older head block {old.height}"
+    _require(
+        _get_int(entry, "height", "extends") == old.height,
+        "format",
+        subject,
+        "extends: claimed height differs from the signed header",
+    )
+    _require(
+        old.height < head.height,
+        "head-extension",
+        subject,
+        f"{subject} is not older than the head (height {head.height})",
+    )
+    old_hash = block_hash(old_bytes)
+    log_proof = _get_hashes(entry, "log_proof", "extends")
+    consistency = _get_hashes(entry, "consistency", "extends")
+    try:
+        root = root_from_inclusion_proof(hash_leaf(old_hash), old.height, head.height, log_proof)
+        _require(
+            root == head.log_root,
+            "head-extension",
+            subject,
+            f"{subject} is not in the chain below head {head.height} (log proof fails)",
+        )
+        if old.height:
+            verify_consistency(old.height, head.height, old.log_root, head.log_root, consistency)
+        else:
+            _require(not consistency, "head-extension", subject, "proof from height 0 not empty")
+    except ProofError as exc:
+        raise _Failed("head-extension", subject, f"{subject}: {exc}") from None
+    return old_hash
+
+
+def _verify_reading(
+    entry: Mapping[str, Any],
+    where: str,
+    blocks: Mapping[int, BlockHeader],
+    seen: set[tuple[int, int]],
+    checks: list[Check],
+) -> VerifiedReading:
+    height = _get_int(entry, "block_height", where)
+    index = _get_int(entry, "leaf_index", where)
+    batch_size = _get_int(entry, "batch_size", where)
+    envelope_bytes = _get_bytes(entry, "envelope", where)
+    path = _get_hashes(entry, "path", where)
+    subject = f"{where} (block {height}, leaf {index})"
+    header = blocks.get(height)
+    _require(
+        header is not None,
+        "missing-block",
+        subject,
+        f"{where} is in block {height}, which the bundle does not contain",
+    )
+    assert header is not None  # for the type checker; _require raised otherwise
+    _require(
+        batch_size == header.leaf_count,
+        "size-mismatch",
+        subject,
+        f"{where}: batch_size {batch_size} differs from the signed leaf count "
+        f"{header.leaf_count} of block {height}",
+    )
+    _require(
+        index < header.leaf_count,
+        "leaf-index",
+        subject,
+        f"{where}: leaf index {index} is outside block {height}'s {header.leaf_count} leaves",
+    )
+    _require((height, index) not in seen, "format", subject, f"{subject} is disclosed twice")
+    seen.add((height, index))
+    try:
+        envelope = Envelope.from_bytes(envelope_bytes)
+    except LedgerError as exc:
+        raise _Failed("envelope", subject, f"{where}: {exc}") from None
+    leaf = hash_leaf(envelope_bytes)
+    try:
+        root = root_from_inclusion_proof(leaf, index, header.leaf_count, path)
+    except ProofError as exc:
+        raise _Failed("leaf-inclusion", subject, f"{where}: {exc}") from None
+    if root != header.batch_root:
+        other = _find_index(leaf, header, path)
+        if other is not None:
+            raise _Failed(
+                "leaf-index",
+                subject,
+                f"{where}: the envelope is leaf {other} of block {height}, not leaf {index} "
+                "as the bundle claims",
+            )
+        raise _Failed(
+            "leaf-inclusion",
+            subject,
+            f"{where}: the envelope is not in block {height}'s batch (edited envelope "
+            "or wrong path)",
+        )
+    _require(
+        header.first_received_ns <= envelope.received_ns <= header.last_received_ns,
+        "time-range",
+        subject,
+        f"{where}: received_ns {envelope.received_ns} is outside block {height}'s signed "
+        f"range {header.first_received_ns}..{header.last_received_ns}",
+    )
+    checks.append(Check("leaf-inclusion", True, subject, "envelope proven in its block"))
+    return VerifiedReading(envelope, header, index)
+
+
+def _find_index(leaf: bytes, header: BlockHeader, path: Sequence[bytes]) -> int | None:
+    # Tell a swapped index apart from an edited envelope: does the same path prove the
+    # leaf at some other index of the signed batch?
+    size = header.leaf_count
+    if size > _INDEX_SEARCH_LIMIT:
+        return None
+    for candidate in range(size):
+        if inclusion_path_length(candidate, size) != len(path):
+            continue
+        if root_from_inclusion_proof(leaf, candidate, size, path) == header.batch_root:
+            return candidate
+    return None
