@@ -198,9 +198,9 @@ def report(
     until_ns = _time_option(until, "--to")
     if since_ns is not None and until_ns is not None and since_ns >= until_ns:
         raise UserError(f"--from: {since} is not before --to {until}")
-    if output.exists() and not output.is_dir():
-        raise UserError(f"-o: {output} exists and is not a directory")
-    configured_store, configured_key = _configured(config_path)
+    configured_store, configured_key = (None, None)
+    if store_path is None or key_path is None:
+        configured_store, configured_key = _configured(config_path)
     key_path = key_path or configured_key
     if key_path is None:
         raise UserError(
