@@ -27,7 +27,6 @@ from gateway.errors import ConfigError, GatewayError
 from gateway.reader import ReadingRef, Selection, StoreLockedError, StoreReader
 
 DEFAULT_API = "http://127.0.0.1:8787"
-MAX_BUNDLE_FILE = 64 * 1024 * 1024
 
 T = TypeVar("T")
 
@@ -224,115 +223,6 @@ def export(
     )
 
 
-def _read_bundle(path: str) -> bytes:
-    try:
-        if path == "-":
-            data = sys.stdin.buffer.read(MAX_BUNDLE_FILE + 1)
-        else:
-            with open(path, "rb") as handle:
-                data = handle.read(MAX_BUNDLE_FILE + 1)
-    except OSError as exc:
-        raise UserError(f"cannot read {path}: {exc.strerror}") from None
-    return data
-
-
-@click.command()
-@click.argument("bundle", metavar="BUNDLE")
-@click.option(
-    "--key",
-    "key_path",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="The gateway's public key (PEM), obtained from a trusted source.",
-)
-@click.option("--head", "head_hex", help="A head hash you already trust (hex).")
-@click.option(
-    "--checkpoint",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="A checkpoint file saved by an earlier --save-checkpoint: its head is trusted.",
-)
-@click.option(
-    "--save-checkpoint",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="When valid, save this bundle's head here for the next verification.",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable report.")
-def verify(
-    bundle: str,
-    key_path: Path,
-    head_hex: str | None,
-    checkpoint: Path | None,
-    save_checkpoint: Path | None,
-    as_json: bool,
-) -> None:
-    """Verify a proof bundle offline (no store, no network).
-
-    Exit 0 when every check passes, 1 when one fails (the first failure is named),
-    2 on a usage error. BUNDLE may be - for stdin.
-
-    \b
-    Examples:
-      anchorgate verify ship-1.proof.json --key gateway.pub
-      anchorgate verify ship-1.proof.json --key gateway.pub --checkpoint last.json \\
-          --save-checkpoint last.json
-    """
-    from gateway.readapi import parse_head  # noqa: PLC0415
-    from gateway.verify_report import render, summarize  # noqa: PLC0415
-    from ledger import LedgerError, PublicKey, verify_bundle  # noqa: PLC0415
-
-    try:
-        key = PublicKey.load(key_path)
-    except LedgerError as exc:
-        raise UserError(f"--key: {exc}") from None
-    trusted = None
-    try:
-        if head_hex and checkpoint:
-            raise ValueError("give --head or --checkpoint, not both")
-        if head_hex:
-            trusted = parse_head(head_hex, "--head")
-        elif checkpoint:
-            trusted = _load_checkpoint(checkpoint, key.key_id.hex())
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
-    data = _read_bundle(bundle)
-    report = verify_bundle(data, key, trusted)
-    summary = summarize(report)
-    if as_json:
-        click.echo(json.dumps(summary, indent=1))
-    else:
-        console = Console(highlight=False)
-        if not console.is_terminal:
-            console = Console(highlight=False, width=160)  # files and pipes: no wrapping
-        render(summary, console)
-    if not report.valid:
-        raise click.exceptions.Exit(EXIT_FAILED)
-    if save_checkpoint is not None and report.head is not None and report.head_hash:
-        save = {
-            "gateway_id": report.head.gateway_id,
-            "key_id": key.key_id.hex(),
-            "height": report.head.height,
-            "head_hash": report.head_hash.hex(),
-        }
-        try:
-            save_checkpoint.write_text(json.dumps(save, indent=1) + "\n")
-        except OSError as exc:
-            raise UserError(f"cannot write {save_checkpoint}: {exc.strerror}") from None
-
-
-def _load_checkpoint(path: Path, key_id: str) -> bytes:
-    from gateway.readapi import parse_head  # noqa: PLC0415
-
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"--checkpoint {path}: not a checkpoint file ({exc})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("head_hash"), str):
-        raise ValueError(f"--checkpoint {path}: no head_hash in it")
-    if data.get("key_id") != key_id:
-        raise ValueError(f"--checkpoint {path}: saved for another gateway key")
-    return parse_head(data["head_hash"], f"--checkpoint {path}")
-
-
 @click.command()
 @click.option(
     "--key",
@@ -461,4 +351,4 @@ def status(
         click.echo(f"state:         {live.get('state')}, queue depth {live.get('queue_depth')}")
 
 
-COMMANDS = (export, verify, audit, status)
+COMMANDS = (export, audit, status)

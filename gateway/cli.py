@@ -151,6 +151,7 @@ def _register_commands() -> None:
     cli.lazy_sources += [
         "simulators.cli:simulate",
         "gateway.auditor_cli:COMMANDS",
+        "gateway.verify_cli:verify",
         "gateway.demo:demo",
         "gateway.report_cli:COMMANDS",
     ]
