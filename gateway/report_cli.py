@@ -249,4 +249,79 @@ def report(
         click.echo(f"wrote {path}", err=True)
 
 
-COMMANDS = (report,)
+@click.command("export-parquet")
+@click.option(
+    "--since",
+    help="Export the readings of blocks with readings received at or after this time "
+    "(ISO 8601, UTC if no offset; default: all). Blocks are always exported from height 0.",
+)
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The export directory (created if needed; later runs add only what is new).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
+@_with_store_options
+def export_parquet(
+    since: str | None,
+    output: Path,
+    as_json: bool,
+    config_path: Path | None,
+    store_path: Path | None,
+) -> None:
+    """Export readings (by day, Hive-style folders) and blocks as Parquet, idempotently.
+
+    Running it again adds only blocks not yet in the directory (manifest.json records
+    them), so it can run from cron to feed a central warehouse that DuckDB, Spark or
+    Trino read. The gateway must be stopped (or give a copy of its store file).
+
+    \b
+    Examples:
+      anchorgate export-parquet --since 2026-11-01 -o export/ --store data/anchorgate.duckdb
+      duckdb -c "SELECT day, count(*) FROM read_parquet('export/readings/**/*.parquet',
+          hive_partitioning = true) GROUP BY day"
+    """
+    from gateway.parquet_export import ParquetExportError  # noqa: PLC0415
+    from gateway.parquet_export import export_parquet as run_export  # noqa: PLC0415
+
+    since_ns = _time_option(since, "--since")
+    path = store_path
+    if path is None:
+        path, _ = _configured(config_path)
+    with _open_store(path, "export-parquet") as reader:
+        try:
+            result = run_export(reader, output, since_ns)
+        except ParquetExportError as exc:
+            raise UserError(f"-o: {exc}") from None
+        except GatewayError as exc:
+            raise UserError(str(exc)) from None
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "blocks": [r.to_json() for r in result.blocks],
+                    "readings": [r.to_json() for r in result.readings],
+                    "reading_rows": result.reading_rows,
+                    "files": [str(p) for p in result.files],
+                    "head_height": result.head_height,
+                },
+                indent=1,
+            )
+        )
+    if result.head_height is None:
+        click.echo("the store has no blocks yet: nothing to export", err=True)
+    elif not result.wrote_anything:
+        click.echo(f"nothing new: {output} already holds everything asked for", err=True)
+    else:
+        blocks = ", ".join(f"{r.first}..{r.last}" for r in result.blocks) or "none new"
+        readings = ", ".join(f"{r.first}..{r.last}" for r in result.readings) or "none new"
+        click.echo(
+            f"exported blocks {blocks}; readings of blocks {readings} ({result.reading_rows} "
+            f"rows) in {len(result.files)} file(s) to {output}",
+            err=True,
+        )
+
+
+COMMANDS = (report, export_parquet)

@@ -12,6 +12,7 @@ do. Every figure a test checks follows from the constants here:
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,16 +91,11 @@ class ReportStore:
     readings: int
 
 
-def make_report_store(directory: Path) -> ReportStore:
-    directory.mkdir(parents=True, exist_ok=True)
-    key = SigningKey.from_seed(bytes(range(1, 33)))
-    public_key_path = directory / "gateway.pub"
-    key.public_key.save(public_key_path)
-    path = directory / "gateway.duckdb"
+def anchor(path: Path, key: SigningKey, items: Sequence[Reading], batch: int = BATCH) -> None:
+    """Decode and anchor ``items`` (in order) into the store at ``path``, ``batch`` at a time."""
     salts = itertools.count()
     decoder = Decoder(LimitsSection())
-    all_readings = readings()
-    last_ns = received_ns(all_readings[-1])
+    last_ns = max(received_ns(r) for r in items)
     with Store.open(path) as store:
         anchorer = Anchorer(
             store,
@@ -109,13 +105,27 @@ def make_report_store(directory: Path) -> ReportStore:
             clock=lambda: last_ns + 10**9,
             salts=lambda n: [next(salts).to_bytes(16, "big") for _ in range(n)],
         )
-        for start in range(0, len(all_readings), BATCH):
-            items = []
-            for n, reading in enumerate(all_readings[start : start + BATCH]):
+        for start in range(0, len(items), batch):
+            accepted = []
+            for n, reading in enumerate(items[start : start + batch]):
                 payload = encode_reading(reading, "msgpack" if n % 3 == 2 else "json")
                 topic = topic_for(reading.device_id, reading.kind)
                 at = received_ns(reading)
                 decoded = decoder.decode(topic, payload, at)
-                items.append(Accepted(topic, payload, at, decoded, detect_format(payload)))
-            anchorer.commit(items)
+                accepted.append(Accepted(topic, payload, at, decoded, detect_format(payload)))
+            anchorer.commit(accepted)
+
+
+def signing_key() -> SigningKey:
+    return SigningKey.from_seed(bytes(range(1, 33)))
+
+
+def make_report_store(directory: Path) -> ReportStore:
+    directory.mkdir(parents=True, exist_ok=True)
+    key = signing_key()
+    public_key_path = directory / "gateway.pub"
+    key.public_key.save(public_key_path)
+    path = directory / "gateway.duckdb"
+    all_readings = readings()
+    anchor(path, key, all_readings)
     return ReportStore(path, key, public_key_path, len(all_readings))
