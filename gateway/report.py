@@ -85,8 +85,8 @@ class AssetReport:
 def default_band(has_location: bool) -> tuple[Band, str]:
     """The band used when none is given, and why."""
     if has_location:
-        return COLD_CHAIN_BAND, "default for shipments (the asset has location readings)"
-    return COMPONENT_BAND, "default for components (the asset has no location readings)"
+        return COLD_CHAIN_BAND, "default for shipments: the asset has location readings"
+    return COMPONENT_BAND, "default for components: the asset has no location readings"
 
 
 def build_report(reader: StoreReader, key: PublicKey, options: ReportOptions) -> AssetReport:

@@ -20,7 +20,7 @@ body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 60em; co
 table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; }
 th { background: #f3f3f3; }
-.ok { color: #176b1b; font-weight: bold; } .bad { color: #a11; font-weight: bold; }
+.ok { color: #176b1b; font-weight: bold; }
 img { max-width: 100%; border: 1px solid #ddd; }
 code { font-size: 0.9em; word-break: break-all; }
 """
@@ -79,7 +79,7 @@ def render_html(report: AssetReport, files: Mapping[str, Path]) -> str:
         ),
         ("devices", ", ".join(readings["devices"])),
         ("span (sensor time)", f"{span['first']} to {span['last']} ({span['seconds']} s)"),
-        ("threshold band", f"min {band['min_c']} °C, max {band['max_c']} °C ({band['source']})"),
+        ("threshold band", f"{report.band.describe()} ({band['source']})"),
     ]
     temperature = s["temperature"]
     if temperature is not None:

@@ -6,7 +6,8 @@ do. Every figure a test checks follows from the constants here:
 - SHIP-1, a shipment: ``reefer-9`` reports a temperature every minute (seq 0..29, with
   seq 10 and 11 missing), ``tracker-9`` a position every minute (seq 0..19) north
   along the meridian 13° E, standing still for seven minutes in the middle;
-- HS-1, a component: ``hs-1`` reports a temperature every 10 s, no position.
+- HS-1, a component: ``hs-1`` reports a temperature every 10 s, no position;
+- LONE-1 (one temperature reading) and TRK-1 (one position, no temperature).
 """
 
 from __future__ import annotations
@@ -75,6 +76,9 @@ def readings() -> list[Reading]:
         )
     for n, celsius in enumerate(HS_CELSIUS):
         out.append(TemperatureReading("hs-1", n, T0_MS + n * 10_000, celsius, "HS-1"))
+    # Edge cases: a component with one reading, a tracker with one fix and no temperature.
+    out.append(TemperatureReading("lone-1", 0, T0_MS, 20.0, "LONE-1"))
+    out.append(LocationReading("tracker-7", 0, T0_MS, 48.0, 11.0, asset_id="TRK-1"))
     return sorted(out, key=lambda r: (r.ts, r.device_id))
 
 

@@ -219,3 +219,28 @@ def test_other_activation_energy(made: ReportStore) -> None:
     expected = ratio / -np.log(np.mean(np.exp(-ratio / kelvin))) - 273.15
     assert s["temperature"]["mkt_c"] == pytest.approx(float(expected), abs=1e-6)
     assert s["mkt_activation_energy_kj_per_mol"] == 60.0
+
+
+@pytest.mark.parametrize(
+    ("asset", "pictures"),
+    [
+        pytest.param("LONE-1", ["temperature.png"], id="one-reading"),
+        pytest.param("TRK-1", ["route.png"], id="one-fix-no-temperature"),
+    ],
+)
+def test_single_readings_still_make_a_report(
+    made: ReportStore, tmp_path: Path, asset: str, pictures: list[str]
+) -> None:
+    s = run_report(made, tmp_path, "--asset", asset)
+    assert s["readings"]["total"] == 1
+    assert s["span"]["seconds"] == 0
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == pictures
+    for name in pictures:
+        with Image.open(tmp_path / name) as image:
+            image.verify()
+    if asset == "LONE-1":
+        assert s["temperature"]["mkt_c"] == pytest.approx(20.0, abs=1e-9)
+        assert s["temperature"]["time_out_of_range_s"] == 0
+    else:
+        assert s["temperature"] is None
+        assert s["route"]["distance_km"] == 0
