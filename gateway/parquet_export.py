@@ -47,6 +47,7 @@ from gateway.reader import StoreReader
 EXPORT_FORMAT = "anchorgate-parquet/1"
 MANIFEST = "manifest.json"
 INCOMING = ".incoming"
+MAX_ROWS_PER_COPY = 500_000  # readings per COPY statement (and at most per file)
 MAX_RUNS = 100  # the manifest keeps the newest runs' records; its ranges cover them all
 
 
@@ -176,6 +177,27 @@ def _clean(directory: Path, manifest: Manifest | None) -> None:
                 path.unlink()
 
 
+def _pieces(reader: StoreReader, wanted: HeightRange, rows_per_copy: int) -> list[HeightRange]:
+    """``wanted`` cut into runs of whole blocks of about ``rows_per_copy`` readings.
+
+    One COPY sorts what it writes: bounded pieces keep its memory and file sizes bounded
+    whatever the length of the range.
+    """
+    pieces = []
+    first, rows = wanted.first, 0
+    for height, count in reader.stream(
+        "SELECT height, leaf_count FROM blocks WHERE height BETWEEN ? AND ? ORDER BY height",
+        [wanted.first, wanted.last],
+    ):
+        rows += int(count)
+        if rows >= rows_per_copy:
+            pieces.append(HeightRange(first, int(height)))
+            first, rows = int(height) + 1, 0
+    if first <= wanted.last:
+        pieces.append(HeightRange(first, wanted.last))
+    return pieces
+
+
 def _check_chain(reader: StoreReader, manifest: Manifest, directory: Path) -> None:
     """The store's chain must continue the one DIR holds."""
     if not manifest.blocks or manifest.last_block_hash is None:
@@ -194,8 +216,13 @@ def export_parquet(
     directory: Path,
     since_ns: int | None = None,
     now: datetime | None = None,
+    rows_per_copy: int = MAX_ROWS_PER_COPY,
 ) -> ExportResult:
-    """Export new blocks, and the readings of blocks received since ``since_ns``."""
+    """Export new blocks, and the readings of blocks received since ``since_ns``.
+
+    Readings go out in pieces of whole blocks of about ``rows_per_copy`` readings, one
+    COPY (and one file per day) each.
+    """
     gateway_id = (reader.meta("gateway_id") or b"").decode()
     manifest_path = directory / MANIFEST
     manifest = Manifest.load(manifest_path) if manifest_path.exists() else None
@@ -233,7 +260,8 @@ def export_parquet(
                 f"COPY (SELECT * FROM blocks WHERE height BETWEEN {r.first} AND {r.last} "
                 f"ORDER BY height) TO {_quote(target)} (FORMAT PARQUET)"
             )
-        for r in new_readings:
+        pieces = [p for wanted in new_readings for p in _pieces(reader, wanted, rows_per_copy)]
+        for r in pieces:
             # The day (UTC) each reading was received, as the partition folder.
             result = reader.all(
                 "COPY (SELECT *, strftime(make_timestamp(received_ns // 1000), '%Y-%m-%d') "

@@ -11,6 +11,7 @@ import pytest
 from report_store import GATEWAY_ID, anchor, signing_key
 
 from gateway.cli import main
+from gateway.parquet_export import HeightRange, export_parquet
 from gateway.reader import StoreReader
 from gateway.readings import Reading, TemperatureReading
 from gateway.store import Store
@@ -242,3 +243,19 @@ def test_empty_store_exports_nothing(tmp_path: Path, capsys: pytest.CaptureFixtu
     Store.open(path).close()
     code, _, err = run(capsys, "--store", str(path), "-o", str(tmp_path / "export"))
     assert (code, err.strip()) == (0, "the store has no blocks yet: nothing to export")
+
+
+def test_long_ranges_go_out_in_pieces_of_whole_blocks(store: Path, tmp_path: Path) -> None:
+    out = tmp_path / "export"
+    with StoreReader.open(store) as reader:
+        result = export_parquet(reader, out, rows_per_copy=6)
+    # Blocks of 5, 5 and 2 readings: pieces 0..1 and 2..2.
+    assert result.readings == [HeightRange(0, 2)]
+    names = sorted(p.name for p in (out / "readings").rglob("*.parquet"))
+    assert names == [
+        "h000000000000-000000000001_0.parquet",
+        "h000000000000-000000000001_0.parquet",
+        "h000000000000-000000000001_0.parquet",
+        "h000000000002-000000000002_0.parquet",
+    ]
+    verify_export(out, store)
