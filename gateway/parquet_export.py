@@ -47,7 +47,7 @@ from gateway.reader import StoreReader
 EXPORT_FORMAT = "anchorgate-parquet/1"
 MANIFEST = "manifest.json"
 INCOMING = ".incoming"
-MAX_ROWS_PER_COPY = 500_000  # readings per COPY statement (and at most per file)
+MAX_ROWS_PER_COPY = 100_000  # readings per COPY statement (and about at most per file)
 MAX_RUNS = 100  # the manifest keeps the newest runs' records; its ranges cover them all
 
 
@@ -180,8 +180,9 @@ def _clean(directory: Path, manifest: Manifest | None) -> None:
 def _pieces(reader: StoreReader, wanted: HeightRange, rows_per_copy: int) -> list[HeightRange]:
     """``wanted`` cut into runs of whole blocks of about ``rows_per_copy`` readings.
 
-    One COPY sorts what it writes: bounded pieces keep its memory and file sizes bounded
-    whatever the length of the range.
+    DuckDB buffers a partitioned COPY's row groups per day: bounded pieces keep its
+    memory and the file sizes bounded whatever the length of the range (200 000
+    readings: about 270 MB peak resident in one COPY, 180 MB in pieces of 100 000).
     """
     pieces = []
     first, rows = wanted.first, 0
@@ -266,7 +267,7 @@ def export_parquet(
             result = reader.all(
                 "COPY (SELECT *, strftime(make_timestamp(received_ns // 1000), '%Y-%m-%d') "
                 f"AS day FROM readings WHERE block_height BETWEEN {r.first} AND {r.last} "
-                f"ORDER BY block_height, leaf_index) TO {_quote(incoming / 'readings')} "
+                f") TO {_quote(incoming / 'readings')} "
                 f"(FORMAT PARQUET, PARTITION_BY (day), FILENAME_PATTERN '{r.tag}_{{i}}', "
                 "OVERWRITE_OR_IGNORE)"
             )
