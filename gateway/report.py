@@ -77,10 +77,6 @@ class AssetReport:
     excursions: list[Excursion] = field(default_factory=list)
     stops: list[Stop] = field(default_factory=list)
 
-    @property
-    def is_shipment(self) -> bool:
-        return bool(self.summary["kind"] == "shipment")
-
 
 def default_band(has_location: bool) -> tuple[Band, str]:
     """The band used when none is given, and why."""

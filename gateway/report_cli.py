@@ -60,7 +60,7 @@ def _configured(config_path: Path | None) -> tuple[Path | None, Path | None]:
     try:
         config = load_config(config_path)
     except ConfigError as exc:
-        raise UserError(str(exc)) from None
+        raise UserError(f"-c: {exc}") from None
     return config.store.path, config.gateway.key_file.with_suffix(".pub")
 
 

@@ -149,3 +149,19 @@ def test_a_proof_that_does_not_verify_fails_with_exit_1(
     assert "the proof bundle for 'SHIP-1' does not verify with this key" in err
     assert len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_store_and_key_from_the_gateway_config(
+    made: ReportStore, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "gateway.toml"
+    key_file = made.public_key_path.with_suffix(".key")  # its .pub is the public key
+    config.write_text(
+        f'[gateway]\nid = "gw-report"\nkey_file = "{key_file}"\n[store]\npath = "{made.path}"\n'
+    )
+    code, _, err = run(capsys, "--asset", "HS-1", "-o", str(tmp_path / "out"), "-c", str(config))
+    assert code == 0, err
+    assert "component HS-1: 12 reading(s), all anchored" in err
+    code, _, err = run(capsys, "--asset", "HS-1", "-o", str(tmp_path / "out"), "-c", "nope.toml")
+    assert code == 2
+    assert err.startswith("Error: -c: nope.toml")
