@@ -152,13 +152,17 @@ def _temperature_json(
 ) -> dict[str, Any]:
     values = [s.celsius for s in samples]
     worst = worst_excursion(excursions)
+    out_ms = union_ms((e.start_ms, e.end_ms) for e in excursions)
+    span_ms = max(s.t_ms for s in samples) - min(s.t_ms for s in samples)
     return {
         "readings": len(values),
         "min_c": min(values),
         "max_c": max(values),
         "mean_c": round(sum(values) / len(values), 6),
         "mkt_c": round(mean_kinetic_temperature(values, activation), 6),
-        "time_out_of_range_s": union_ms((e.start_ms, e.end_ms) for e in excursions) / 1000,
+        "time_out_of_range_s": out_ms / 1000,
+        # Of the time from the first to the last temperature reading.
+        "share_out_of_range": round(out_ms / span_ms, 6) if span_ms else 0.0,
         "excursions": len(excursions),
         "worst_excursion": None if worst is None else _excursion_json(worst),
     }

@@ -95,7 +95,8 @@ def render_html(report: AssetReport, files: Mapping[str, Path]) -> str:
             ),
             (
                 "time out of range",
-                f"{temperature['time_out_of_range_s']} s in "
+                f"{temperature['time_out_of_range_s']} s "
+                f"({temperature['share_out_of_range']:.1%} of the time) in "
                 f"{temperature['excursions']} excursion(s)",
             ),
             (

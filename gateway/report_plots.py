@@ -108,7 +108,10 @@ def plot_route(report: AssetReport, path: Path) -> None:
         lines = LineCollection(list(segments), cmap="coolwarm", linewidths=2.5)
         lines.set_array(at[:-1])
         axes.add_collection(lines)
-        figure.colorbar(lines, ax=axes, label="temperature (°C)", shrink=0.8)
+        colorbar = figure.colorbar(lines, ax=axes, label="temperature (°C)", shrink=0.8)
+        for limit in (report.band.min_c, report.band.max_c):
+            if limit is not None:  # the band's limits on the colour scale
+                colorbar.ax.axhline(limit, color="tab:green", linewidth=2)
     else:
         axes.plot(lon, lat, color="tab:blue", linewidth=2)
     axes.plot(lon[0], lat[0], marker="o", color="black", linestyle="none", label="start")

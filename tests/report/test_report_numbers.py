@@ -104,6 +104,7 @@ def test_shipment_temperature_figures(shipment: Path) -> None:
     # the last reading (seq 29) is above again: an excursion of no length yet.
     assert t["excursions"] == 3
     assert t["time_out_of_range_s"] == 300
+    assert t["share_out_of_range"] == pytest.approx(300 / (29 * 60), abs=1e-6)
     worst = t["worst_excursion"]
     assert worst["start"] == iso(T0_MS + 5 * MINUTE_MS)
     assert worst["end"] == iso(T0_MS + 8 * MINUTE_MS)
