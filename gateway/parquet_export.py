@@ -23,11 +23,12 @@ Idempotence: ``manifest.json`` records the block heights whose block rows, and t
 whose readings, are in DIR, plus every file it owns. A run exports only heights not
 yet recorded, so running it twice writes nothing the second time (not even the
 manifest). A run writes its files into ``DIR/.incoming``, moves them into place, and
-then replaces the manifest atomically; a run that was interrupted before the manifest
-was written leaves files the manifest does not list, and the next run deletes them
-before it starts, so a height is never exported twice. The manifest also records the
-gateway and the newest exported block's hash: a store of another gateway, or one whose
-chain differs from what DIR holds, is refused.
+then replaces the manifest atomically (a new directory gets its manifest before any
+file); a run that was interrupted before the manifest was written leaves files the
+manifest does not list, and the next run deletes them before it starts, so a height
+is never exported twice. A non-empty directory without a manifest is refused. The
+manifest also records the gateway and the newest exported block's hash: a store of
+another gateway, or one whose chain differs from what DIR holds, is refused.
 """
 
 from __future__ import annotations
@@ -167,10 +168,10 @@ def _quote(path: Path) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 
 
-def _clean(directory: Path, manifest: Manifest | None) -> None:
-    """Delete what an interrupted run left: DIR/.incoming and files no manifest lists."""
+def _clean(directory: Path, manifest: Manifest) -> None:
+    """Delete what an interrupted run left: DIR/.incoming and files the manifest omits."""
     shutil.rmtree(directory / INCOMING, ignore_errors=True)
-    owned = set() if manifest is None else set(manifest.files)
+    owned = set(manifest.files)
     for sub in ("blocks", "readings"):
         for path in sorted((directory / sub).rglob("h*.parquet")):
             if path.relative_to(directory).as_posix() not in owned:
@@ -250,7 +251,16 @@ def export_parquet(
         return nothing
 
     try:
-        directory.mkdir(parents=True, exist_ok=True)
+        if manifest is None:
+            if directory.exists() and any(directory.iterdir()):
+                raise ParquetExportError(
+                    f"{directory} is not empty and holds no {MANIFEST}: export into a new or "
+                    "empty directory"
+                )
+            # The manifest comes first: files of ours are never in a directory without one.
+            directory.mkdir(parents=True, exist_ok=True)
+            manifest = Manifest(gateway_id)
+            manifest.save(manifest_path)
         _clean(directory, manifest)
         incoming = directory / INCOMING
         (incoming / "blocks").mkdir(parents=True)
@@ -279,7 +289,7 @@ def export_parquet(
             os.replace(path, final)
             written.append(final)
         shutil.rmtree(incoming, ignore_errors=True)
-        updated = manifest or Manifest(gateway_id)
+        updated = manifest
         updated.blocks = merge([*updated.blocks, *new_blocks])
         updated.readings = merge([*updated.readings, *new_readings])
         last = reader.block(updated.blocks[-1].last)

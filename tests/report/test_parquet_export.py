@@ -259,3 +259,33 @@ def test_long_ranges_go_out_in_pieces_of_whole_blocks(store: Path, tmp_path: Pat
         "h000000000002-000000000002_0.parquet",
     ]
     verify_export(out, store)
+
+
+def test_a_directory_with_other_files_is_refused(
+    store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "export"
+    (out / "readings").mkdir(parents=True)
+    (out / "readings" / "h1.parquet").write_text("someone else's")
+    code, _, err = run(capsys, "--store", str(store), "-o", str(out))
+    assert (code, err.strip()) == (
+        2,
+        f"Error: -o: {out} is not empty and holds no manifest.json: export into a new or "
+        "empty directory",
+    )
+    assert (out / "readings" / "h1.parquet").read_text() == "someone else's"
+
+
+def test_an_interrupted_first_run_is_cleaned_up(store: Path, tmp_path: Path) -> None:
+    out = tmp_path / "export"
+    with StoreReader.open(store) as reader:
+        export_parquet(reader, out)
+    # As if the first run had died after moving a file, before its manifest update.
+    manifest = json.loads((out / "manifest.json").read_text())
+    (out / "manifest.json").write_text(
+        json.dumps({**manifest, "blocks": [], "readings": [], "files": [], "runs": []})
+    )
+    with StoreReader.open(store) as reader:
+        result = export_parquet(reader, out)
+    assert result.blocks == [HeightRange(0, 2)]
+    verify_export(out, store)
