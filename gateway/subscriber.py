@@ -164,7 +164,7 @@ class Subscriber:
         if self._paused and self._pending < self._mqtt.receive_maximum:
             self._paused = False
             sock = self.client.socket()
-            if sock is not None and self._connected:
+            if sock is not None:
                 self._watch(sock)
 
     # -- connection loop -----------------------------------------------------------------
@@ -376,10 +376,9 @@ class Subscriber:
         self._call_in_loop(self._watch, sock)
 
     def _watch(self, sock: Any) -> None:
+        # Always read a new socket (its CONNACK comes first); _readable pauses again
+        # if the messages still being committed fill the window.
         assert self._loop is not None
-        if self._pending >= self._mqtt.receive_maximum:
-            self._paused = True  # ack() resumes reading
-            return
         if self._polled is not None:
             with contextlib.suppress(KeyError, ValueError):
                 self._poll.unregister(self._polled)
@@ -409,11 +408,14 @@ class Subscriber:
         # so a burst costs one wakeup, not one per message.
         try:
             for _ in range(READS_PER_WAKEUP):
+                before = self._pending
                 if self.client.loop_read() != mqtt.MQTT_ERR_SUCCESS:
                     break
                 if self.client.socket() is not sock:
                     break
-                if self._pending >= self._mqtt.receive_maximum:
+                # Pause only after a message: CONNACK and SUBACK must get through even
+                # while the previous connection's messages are still being committed.
+                if self._pending > before and self._pending >= self._mqtt.receive_maximum:
                     # Backpressure: leave further messages in the socket (and the broker).
                     self._paused = True
                     assert self._loop is not None

@@ -153,3 +153,22 @@ async def test_keeps_retrying_while_the_broker_is_down(tmp_path: Path) -> None:
         await subscriber.stop()
         await task
         broker.stop()
+
+
+async def test_reconnects_while_the_window_is_full(broker: Mosquitto) -> None:
+    async with Running(config_for(broker, receive_maximum=50)) as running:
+        await in_thread(lambda: publish_all(broker, readings(5, 100)))
+        await eventually(lambda: len(running.received) == 50)
+        await in_thread(broker.restart)  # while reading is paused: nobody notices yet
+        running.subscriber.ack(running.received[:50])  # their batch committed: resume
+        # The loss is seen, the new CONNACK and SUBACK are read although the window
+        # refills at once with the redelivered messages.
+        await eventually(lambda: running.subscriber.metrics.connects == 2)
+        await eventually(lambda: len(running.received) == 100)
+        running.subscriber.ack(running.received[50:100])
+        await eventually(lambda: len(running.received) == 150)
+        running.subscriber.ack(running.received[100:])
+        await asyncio.sleep(0.1)
+    async with Running(config_for(broker)) as again:
+        await asyncio.sleep(0.3)
+        assert again.received == []
