@@ -213,6 +213,45 @@ def _check_chain(reader: StoreReader, manifest: Manifest, directory: Path) -> No
         )
 
 
+def _copy(
+    reader: StoreReader,
+    incoming: Path,
+    blocks: Sequence[HeightRange],
+    pieces: Sequence[HeightRange],
+) -> int:
+    """COPY block rows and readings into ``incoming``; returns the readings written."""
+    (incoming / "blocks").mkdir(parents=True)
+    for r in blocks:
+        target = incoming / "blocks" / f"{r.tag}.parquet"
+        reader.all(
+            f"COPY (SELECT * FROM blocks WHERE height BETWEEN {r.first} AND {r.last} "
+            f"ORDER BY height) TO {_quote(target)} (FORMAT PARQUET)"
+        )
+    rows = 0
+    for r in pieces:
+        # The day (UTC) each reading was received, as the partition folder; rows in
+        # store order (block height, leaf index), which a plain scan keeps.
+        result = reader.all(
+            "COPY (SELECT *, strftime(make_timestamp(received_ns // 1000), '%Y-%m-%d') "
+            f"AS day FROM readings WHERE block_height BETWEEN {r.first} AND {r.last}) "
+            f"TO {_quote(incoming / 'readings')} (FORMAT PARQUET, PARTITION_BY (day), "
+            f"FILENAME_PATTERN '{r.tag}_{{i}}', OVERWRITE_OR_IGNORE)"
+        )
+        rows += int(result[0][0]) if result else 0
+    return rows
+
+
+def _move_into_place(incoming: Path, directory: Path) -> list[Path]:
+    written: list[Path] = []
+    for path in sorted(incoming.rglob("*.parquet")):
+        final = directory / path.relative_to(incoming)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, final)
+        written.append(final)
+    shutil.rmtree(incoming, ignore_errors=True)
+    return written
+
+
 def export_parquet(
     reader: StoreReader,
     directory: Path,
@@ -263,39 +302,15 @@ def export_parquet(
             manifest.save(manifest_path)
         _clean(directory, manifest)
         incoming = directory / INCOMING
-        (incoming / "blocks").mkdir(parents=True)
-        rows = 0
-        for r in new_blocks:
-            target = incoming / "blocks" / f"{r.tag}.parquet"
-            reader.all(
-                f"COPY (SELECT * FROM blocks WHERE height BETWEEN {r.first} AND {r.last} "
-                f"ORDER BY height) TO {_quote(target)} (FORMAT PARQUET)"
-            )
         pieces = [p for wanted in new_readings for p in _pieces(reader, wanted, rows_per_copy)]
-        for r in pieces:
-            # The day (UTC) each reading was received, as the partition folder.
-            result = reader.all(
-                "COPY (SELECT *, strftime(make_timestamp(received_ns // 1000), '%Y-%m-%d') "
-                f"AS day FROM readings WHERE block_height BETWEEN {r.first} AND {r.last} "
-                f") TO {_quote(incoming / 'readings')} "
-                f"(FORMAT PARQUET, PARTITION_BY (day), FILENAME_PATTERN '{r.tag}_{{i}}', "
-                "OVERWRITE_OR_IGNORE)"
-            )
-            rows += int(result[0][0]) if result else 0
-        written: list[Path] = []
-        for path in sorted(incoming.rglob("*.parquet")):
-            final = directory / path.relative_to(incoming)
-            final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(path, final)
-            written.append(final)
-        shutil.rmtree(incoming, ignore_errors=True)
-        updated = manifest
-        updated.blocks = merge([*updated.blocks, *new_blocks])
-        updated.readings = merge([*updated.readings, *new_readings])
-        last = reader.block(updated.blocks[-1].last)
-        updated.last_block_hash = None if last is None else last[2].hex()
-        updated.files += [p.relative_to(directory).as_posix() for p in written]
-        updated.runs.append(
+        rows = _copy(reader, incoming, new_blocks, pieces)
+        written = _move_into_place(incoming, directory)
+        manifest.blocks = merge([*manifest.blocks, *new_blocks])
+        manifest.readings = merge([*manifest.readings, *new_readings])
+        last = reader.block(manifest.blocks[-1].last)
+        manifest.last_block_hash = None if last is None else last[2].hex()
+        manifest.files += [p.relative_to(directory).as_posix() for p in written]
+        manifest.runs.append(
             {
                 "at": (now or datetime.now(UTC)).isoformat(timespec="seconds"),
                 "since_ns": since_ns,
@@ -304,8 +319,8 @@ def export_parquet(
                 "reading_rows": rows,
             }
         )
-        updated.runs = updated.runs[-MAX_RUNS:]
-        updated.save(manifest_path)
+        manifest.runs = manifest.runs[-MAX_RUNS:]
+        manifest.save(manifest_path)
     except OSError as exc:
         raise ParquetExportError(f"cannot write the export to {directory}: {exc}") from None
     return ExportResult(new_blocks, new_readings, rows, written, head)
