@@ -274,8 +274,9 @@ def export_parquet(
     """Export readings (by day, Hive-style folders) and blocks as Parquet, idempotently.
 
     Running it again adds only blocks not yet in the directory (manifest.json records
-    them), so it can run from cron to feed a central warehouse that DuckDB, Spark or
-    Trino read. The gateway must be stopped (or give a copy of its store file).
+    them), so it can be run again and again, for example on each backup copy of the
+    store, to feed a central warehouse that DuckDB, Spark or Trino read. The gateway
+    must be stopped, or give a copy of its store file.
 
     \b
     Examples:
