@@ -7,6 +7,7 @@ two instances on a shared subscription, and SIGTERM with a half-full batch.
 from __future__ import annotations
 
 import random
+import signal
 import threading
 import time
 from collections import Counter
@@ -197,7 +198,10 @@ def test_sigterm_with_a_half_full_batch_commits_and_acks_before_exit(
     assert again.terminate() == 0
 
 
-def test_sigterm_while_the_broker_is_down_exits_promptly(broker: Mosquitto, tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_stop_signal_while_the_broker_is_down_exits_promptly(
+    broker: Mosquitto, tmp_path: Path, signum: signal.Signals
+) -> None:
     config = write_config(tmp_path / "gw", broker)
     gateway = start(config)
     broker.stop()
@@ -206,6 +210,7 @@ def test_sigterm_while_the_broker_is_down_exits_promptly(broker: Mosquitto, tmp_
         assert time.monotonic() < deadline, gateway.health()
         time.sleep(0.05)
     started = time.monotonic()
-    assert gateway.terminate() == 0
+    gateway.process.send_signal(signum)
+    assert gateway.wait(15) == 0
     assert time.monotonic() - started < 8
     assert "mqtt.disconnected" in gateway.log()
