@@ -230,14 +230,20 @@ def run_demo(work: Path, duration: float, keep_running: bool, console: Console) 
     console.rule("auditing the whole store (the gateway is stopped now)")
     from gateway.cli import main as cli_main  # noqa: PLC0415
 
-    audit_code = cli_main(["audit", "-c", str(config), "--key", str(work / "keys" / "gateway.pub")])
+    public = work / "keys" / "gateway.pub"
+    audit_code = cli_main(["audit", "-c", str(config), "--key", str(public)])
+    console.rule(f"the report for shipment {SHIPMENT}")
+    report_dir = work / f"report-{SHIPMENT}"
+    report_args = ["--key", str(public), "--asset", SHIPMENT, "-o", str(report_dir)]
+    report_code = cli_main(["report", "-c", str(config), *report_args])
     _print_files(work, config, console)
-    return EXIT_OK if audit_code == 0 else EXIT_FAILED
+    return EXIT_OK if audit_code == report_code == 0 else EXIT_FAILED
 
 
 def _print_files(work: Path, config: Path, console: Console) -> None:
     public = work / "keys" / "gateway.pub"
     bundle = work / f"{SHIPMENT}.proof.json"
+    report = work / f"report-{SHIPMENT}"
     console.rule("files")
     for path, what in [
         (work / "keys" / "gateway.key", "the gateway's private key (mode 0600)"),
@@ -247,6 +253,7 @@ def _print_files(work: Path, config: Path, console: Console) -> None:
         (work / "gateway.log", "the gateway's log"),
         (work / "manifest.json", "what the simulator published"),
         (bundle, f"the proof bundle for {SHIPMENT}"),
+        (report / "report.html", "its report: figures and plots"),
     ]:
         console.print(f"  {path}  [dim]{what}[/]")
     console.rule("to repeat each step by hand")
@@ -258,7 +265,8 @@ def _print_files(work: Path, config: Path, console: Console) -> None:
   anchorgate status -c {config}
   anchorgate export -c {config} --asset {SHIPMENT} -o {bundle}
   anchorgate verify {bundle} --key {public}
-  anchorgate audit -c {config} --key {public}""",
+  anchorgate audit -c {config} --key {public}
+  anchorgate report -c {config} --key {public} --asset {SHIPMENT} -o {report}""",
         highlight=False,
     )
 

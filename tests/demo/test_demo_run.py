@@ -45,6 +45,10 @@ def test_demo_runs_the_whole_product_and_cleans_up(tmp_path: Path) -> None:
     report = verify_bundle(bundle.read_bytes(), PublicKey.load(work / "keys" / "gateway.pub"))
     assert report.valid, report.failure
     assert report.readings
+    pictures = work / "report-reefer-00000"
+    assert {"report.html", "summary.json", "temperature.png", "route.png"} <= {
+        p.name for p in pictures.iterdir()
+    }
     gateway_pid = int(re.search(r"gateway: pid (\d+)", out)[1])  # type: ignore[index]
     assert not alive(gateway_pid)
     port = int(re.search(r"Mosquitto on 127.0.0.1:(\d+)", out)[1])  # type: ignore[index]
