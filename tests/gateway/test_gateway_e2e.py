@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from gateway_cases import bad_inputs
 from gateway_helpers import (
+    CuttableProxy,
     GatewayProcess,
     Publisher,
     finish,
@@ -196,6 +197,29 @@ def test_sigterm_with_a_half_full_batch_commits_and_acks_before_exit(
     time.sleep(1.0)
     assert again.health().get("readings_in") == 0
     assert again.terminate() == 0
+
+
+@pytest.mark.slow
+def test_network_cuts_during_ingest_lose_nothing(broker: Mosquitto, tmp_path: Path) -> None:
+    proxy = CuttableProxy(broker)
+    config = write_config(tmp_path / "gw", broker, max_readings=500, max_delay=0.2)
+    config.write_text(config.read_text().replace(f"port = {broker.port}", f"port = {proxy.port}"))
+    messages = readings(devices=20, count=10_000)
+    gateway = start(config)
+    publisher = Publisher(broker)
+    try:
+        publisher.publish(messages, wait=False)
+        for _ in range(3):
+            time.sleep(0.4)
+            proxy.cut()
+        publisher.wait_acked(len(messages))
+        wait_quiet(gateway, quiet=1.0)
+        assert int(str(gateway.health()["connects"])) >= 2
+        gateway = finish(gateway, len(messages))
+    finally:
+        publisher.close()
+        proxy.close()
+    assert_exactly(verify_store(config), published_keys(messages))
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
