@@ -18,6 +18,7 @@ more than Receive Maximum unacknowledged messages.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections.abc import AsyncIterable, Callable, Sequence
@@ -36,6 +37,7 @@ _log = get_logger("pipeline")
 
 RETRY_MIN_DELAY = 0.5
 RETRY_MAX_DELAY = 10.0
+REJECTS_LOGGED_PER_BATCH = 10
 
 
 @dataclass(slots=True)
@@ -165,13 +167,29 @@ class Pipeline:
                 duplicates=outcome.duplicates,
                 seconds=round(seconds, 4),
             )
-            for item in batch.items:
-                if isinstance(item, Rejected):
-                    log_event(
-                        _log,
-                        logging.INFO,
-                        "reading.rejected",
-                        topic=item.topic,
-                        field=item.field,
-                        reason=item.reason,
-                    )
+            self._log_rejects(batch.items, outcome.rejects)
+
+    @staticmethod
+    def _log_rejects(items: Sequence[Decoded], count: int) -> None:
+        # A flood of bad messages must not flood the log (an SD card): the first few
+        # of each batch are logged, the rest counted; all are in the rejects table.
+        if not count:
+            return
+        rejected = (item for item in items if isinstance(item, Rejected))
+        for item in itertools.islice(rejected, REJECTS_LOGGED_PER_BATCH):
+            log_event(
+                _log,
+                logging.INFO,
+                "reading.rejected",
+                topic=item.topic,
+                field=item.field,
+                reason=item.reason,
+            )
+        if count > REJECTS_LOGGED_PER_BATCH:
+            log_event(
+                _log,
+                logging.INFO,
+                "reading.rejected_more",
+                count=count - REJECTS_LOGGED_PER_BATCH,
+                see="the rejects table",
+            )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -123,5 +124,20 @@ async def test_a_failing_commit_is_retried_and_nothing_is_acked_before(
     assert recorder.stored_at_ack == [5]
     assert pipeline.metrics.commit_failures == 2
     assert store.counts().blocks == 1
+    store.close()
+    executor.shutdown()
+
+
+async def test_a_flood_of_rejects_is_logged_briefly_and_stored_in_full(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    pipeline, store, executor = make(tmp_path, BatchSection(max_readings=100, max_delay=60))
+    junk = [RawMessage("sensors/d1/temperature", b"junk %d" % n, NOW_NS, n) for n in range(30)]
+    with caplog.at_level(logging.INFO, logger="anchorgate"):
+        await pipeline.run(from_list(junk), Recorder(store))
+    events = [record.getMessage() for record in caplog.records]
+    assert events.count("reading.rejected") == 10
+    assert events.count("reading.rejected_more") == 1
+    assert store.counts().rejects == 30
     store.close()
     executor.shutdown()
