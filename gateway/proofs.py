@@ -71,6 +71,66 @@ def _signed(reader: StoreReader, height: int) -> SignedHeader:
     return signed
 
 
+def _signed_blocks(reader: StoreReader, heights: list[int]) -> dict[int, SignedHeader]:
+    """The signed headers at ``heights``, in one query."""
+    found: dict[int, SignedHeader] = {}
+    for height, header, signature in reader.all(
+        "SELECT height, header, signature FROM blocks "
+        "WHERE height IN (SELECT unnest(?::BIGINT[])) ORDER BY height",
+        [heights],
+    ):
+        if height in found:
+            raise ExportError(f"store: two blocks at height {height}; run 'anchorgate audit'")
+        found[int(height)] = SignedHeader(bytes(header), bytes(signature))
+    for height in heights:
+        if height not in found:
+            raise ExportError(f"store: block {height} is missing; run 'anchorgate audit'")
+        try:
+            actual = found[height].header.height
+        except FormatError as exc:
+            raise ExportError(
+                f"store: block {height} is unreadable ({exc}); run 'anchorgate audit'"
+            ) from None
+        if actual != height:
+            raise ExportError(
+                f"store: the row for block {height} holds block {actual}; run 'anchorgate audit'"
+            )
+    return found
+
+
+def _batch_paths(
+    reader: StoreReader, wanted: list[tuple[int, int]]
+) -> dict[tuple[int, int], tuple[bytes, ...]]:
+    """Audit paths of (height, leaf index) pairs: one streamed pass, one tree at a time."""
+    by_height: dict[int, list[int]] = {}
+    for height, index in wanted:
+        by_height.setdefault(height, []).append(index)
+    paths: dict[tuple[int, int], tuple[bytes, ...]] = {}
+
+    def prove(height: int, leaves: list[bytes]) -> None:
+        tree = MerkleTree(leaves)
+        for index in by_height[height]:
+            if index >= tree.size:
+                raise ExportError(f"store: reading {height}:{index} is outside its block")
+            paths[(height, index)] = tree.inclusion_proof(index)
+
+    current: int | None = None
+    leaves: list[bytes] = []
+    for height, leaf in reader.stream(
+        "SELECT block_height, leaf_hash FROM readings "
+        "WHERE block_height IN (SELECT unnest(?::BIGINT[])) ORDER BY block_height, leaf_index",
+        [sorted(by_height)],
+    ):
+        if height != current:
+            if current is not None:
+                prove(current, leaves)
+            current, leaves = height, []
+        leaves.append(bytes(leaf))
+    if current is not None:
+        prove(current, leaves)
+    return paths
+
+
 def _log_proofs(
     reader: StoreReader, size: int, heights: Iterable[int], old: int | None
 ) -> tuple[dict[int, tuple[bytes, ...]], tuple[bytes, ...]]:
@@ -116,17 +176,12 @@ def export_bundle(
             f"more than {limit} readings match; narrow the selection (time range, device)"
         )
     head = _signed(reader, head_height)
-    blocks: dict[int, SignedHeader] = {}
-    trees: dict[int, MerkleTree] = {}
-    disclosures = []
-    for height, index, envelope in chosen:
-        if height not in blocks:
-            blocks[height] = _signed(reader, height) if height != head_height else head
-            trees[height] = MerkleTree(reader.leaf_hashes(height))
-        tree = trees[height]
-        if index >= tree.size:
-            raise ExportError(f"store: reading {height}:{index} is outside its block")
-        disclosures.append(Disclosure(envelope, blocks[height], index, tree.inclusion_proof(index)))
+    blocks = _signed_blocks(reader, sorted({height for height, _, _ in chosen}))
+    paths = _batch_paths(reader, [(height, index) for height, index, _ in chosen])
+    disclosures = [
+        Disclosure(envelope, blocks[height], index, paths[(height, index)])
+        for height, index, envelope in chosen
+    ]
 
     old: SignedHeader | None = None
     if since_head is not None and since_head != block_hash(head.header_bytes):

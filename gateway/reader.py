@@ -185,13 +185,6 @@ class StoreReader:
         )
         return None if row is None else (bytes(row[0]), bytes(row[1]))
 
-    def leaf_hashes(self, height: int) -> list[bytes]:
-        """The leaf hashes of one block's readings, in leaf order."""
-        rows = self.all(
-            "SELECT leaf_hash FROM readings WHERE block_height = ? ORDER BY leaf_index", [height]
-        )
-        return [bytes(row[0]) for row in rows]
-
     def selected(self, selection: Selection, limit: int) -> list[tuple[int, int, bytes]]:
         """(block_height, leaf_index, envelope) of the selected readings, at most ``limit``."""
         where, params = selection.where()
