@@ -59,9 +59,8 @@ _UINT_HEX = (
     "ELSE printf('cf%016x', received_ns) END"
 )
 _STR_HEADER_HEX = (
-    "CASE WHEN length(topic_hex) < 64 THEN printf('%02x', 160 + length(topic_hex) // 2) "
-    "WHEN length(topic_hex) < 512 THEN printf('d9%02x', length(topic_hex) // 2) "
-    "ELSE printf('da%04x', length(topic_hex) // 2) END"
+    "CASE WHEN tl < 32 THEN printf('%02x', 160 + tl) "
+    "WHEN tl < 256 THEN printf('d9%02x', tl) ELSE printf('da%04x', tl) END"
 )
 _BIN_HEADER_HEX = (
     "CASE WHEN pl < 256 THEN printf('c4%02x', pl) "
@@ -88,28 +87,30 @@ _JSON_FIELDS_OK = " AND ".join(
 )
 READING_SQL = f"""
 WITH r AS (
-    SELECT *, lower(hex(envelope)) AS env_hex, lower(hex(encode(topic))) AS topic_hex
+    SELECT *, encode(topic) AS topic_b, octet_length(encode(topic)) AS tl
     FROM readings WHERE block_height >= ? AND block_height < ?
 ), p AS (
-    SELECT *, '9501c410' || lower(hex(salt)) || {_STR_HEADER_HEX} || topic_hex || {_UINT_HEX}
-        AS prefix_hex
+    SELECT *, unhex('9501c410') || salt || unhex({_STR_HEADER_HEX}) || topic_b
+        || unhex({_UINT_HEX}) AS prefix
     FROM r
 ), q AS (
-    SELECT *, substring(env_hex, length(prefix_hex) + 1) AS rest_hex FROM p
+    SELECT *, octet_length(prefix) AS n, octet_length(envelope) AS total,
+        envelope[octet_length(prefix) + 1:octet_length(prefix) + 1] AS tag
+    FROM p
 ), t AS (
-    SELECT *, substring(rest_hex, CASE substring(rest_hex, 1, 2) WHEN 'c4' THEN 5
-        WHEN 'c5' THEN 7 WHEN 'c6' THEN 11 ELSE 1 END) AS payload_hex
+    SELECT *, envelope[n + CASE tag WHEN unhex('c4') THEN 3 WHEN unhex('c5') THEN 4
+        WHEN unhex('c6') THEN 6 ELSE 1 END:total] AS payload
     FROM q
 ), u AS (
-    SELECT *, length(payload_hex) // 2 AS pl,
-        TRY(json_transform(decode(unhex(payload_hex))::JSON, '{_JSON_SHAPE}')) AS j
+    SELECT *, octet_length(payload) AS pl,
+        TRY(json_transform(decode(payload)::JSON, '{_JSON_SHAPE}')) AS j
     FROM t
 )
 SELECT block_height, leaf_index, leaf_hash,
     sha256(unhex('00') || envelope) = lower(hex(leaf_hash))
-    AND env_hex = prefix_hex || {_BIN_HEADER_HEX} || payload_hex
+    AND envelope = prefix || unhex({_BIN_HEADER_HEX}) || payload
     AND ends_with(topic, '/' || device_id || '/' || kind)
-    AND CASE WHEN starts_with(payload_hex, '7b') THEN {_JSON_FIELDS_OK} ELSE NULL END
+    AND CASE WHEN payload[1:1] = '{{'::BLOB THEN {_JSON_FIELDS_OK} ELSE NULL END
     AS row_ok
 FROM u ORDER BY block_height, leaf_index
 """
