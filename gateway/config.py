@@ -5,7 +5,8 @@ the shipped config/gateway.toml documents. The loader refuses unknown keys, valu
 the wrong type and values out of range, always naming the key (``mqtt.port``).
 Relative paths are taken relative to the working directory. The broker password is
 never read from the TOML: ``mqtt.password_env`` names an environment variable and
-``mqtt.password_file`` a file that hold it.
+``mqtt.password_file`` a file that hold it. ``[alerts]`` holds nested tables (asset
+kinds, per-asset overrides, regions); :mod:`gateway.alerts` parses it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from gateway.alerts import AlertsSection
 from gateway.errors import ConfigError
 from gateway.readings import DEFAULT_TOPIC_TEMPLATE
 from ledger.envelope import MAX_PAYLOAD_BYTES
@@ -251,6 +253,7 @@ class Config:
     health: HealthSection = field(default_factory=HealthSection)
     api: ApiSection = field(default_factory=ApiSection)
     log: LogSection = field(default_factory=LogSection)
+    alerts: AlertsSection = field(default_factory=AlertsSection)
 
     def __post_init__(self) -> None:
         if self.mqtt.receive_maximum < self.batch.max_readings:
@@ -313,6 +316,8 @@ def _convert(value: object, hint: object, key: str) -> object:
 def _section(name: str, cls: type[Any], table: object) -> Any:
     if not isinstance(table, dict):
         raise ConfigError(f"{name}: must be a table ([{name}])")
+    if name == "alerts":  # nested tables: gateway.alerts parses them, naming every key
+        return AlertsSection.from_toml(table, name)
     hints = typing.get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)} - _SECRET_FIELDS
     values: dict[str, object] = {}
