@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from gateway.audit_rows import (
+    BLOCK_READINGS_SQL,
     BLOCK_SQL,
-    READING_SQL,
     AuditReport,
     check_batch,
     check_block_columns,
@@ -47,39 +47,36 @@ from ledger.header import BlockHeader
 
 
 class _Readings:
-    """The readings stream with one row of look-ahead, grouped per block."""
+    """The per-block readings stream with one group of look-ahead."""
 
-    def __init__(self, rows: Iterator[tuple[Any, ...]]) -> None:
-        self._rows = rows
-        self._next: tuple[Any, ...] | None = next(rows, None)
+    def __init__(self, groups: Iterator[tuple[Any, ...]]) -> None:
+        self._groups = groups
+        self._next: tuple[Any, ...] | None = next(groups, None)
 
-    def take(self, height: int, report: AuditReport) -> list[tuple[Any, ...]]:
-        """The rows of block ``height``; rows of lower, missing blocks are reported."""
-        taken = []
-        while self._next is not None and self._next[0] <= height:
-            row = self._next
-            if row[0] < height:
-                report.add(
-                    "readings",
-                    f"reading {row[0]}:{row[1]}",
-                    row[0],
-                    f"its block {row[0]} does not exist in the blocks table",
-                )
-            else:
-                taken.append(row)
-            self._next = next(self._rows, None)
-        return taken
+    def take(self, height: int, report: AuditReport) -> tuple[Any, ...] | None:
+        """The group of block ``height``; groups of lower, missing blocks are reported."""
+        while self._next is not None and self._next[0] < height:
+            self._orphans(self._next, report)
+            self._next = next(self._groups, None)
+        if self._next is not None and self._next[0] == height:
+            group, self._next = self._next, next(self._groups, None)
+            return group
+        return None
 
     def rest(self, report: AuditReport) -> None:
         while self._next is not None:
-            row = self._next
-            report.add(
-                "readings",
-                f"reading {row[0]}:{row[1]}",
-                row[0],
-                f"its block {row[0]} does not exist in the blocks table",
-            )
-            self._next = next(self._rows, None)
+            self._orphans(self._next, report)
+            self._next = next(self._groups, None)
+
+    @staticmethod
+    def _orphans(group: tuple[Any, ...], report: AuditReport) -> None:
+        height, count = group[0], group[1]
+        report.add(
+            "readings",
+            f"{count} reading(s) of block {height}",
+            height,
+            f"their block {height} does not exist in the blocks table",
+        )
 
 
 def _global_checks(reader: StoreReader, key: PublicKey, trusted_head: bytes | None) -> AuditReport:
@@ -145,7 +142,7 @@ def _walk(
         -(2**62) if span.start is None else span.start,
         2**62 if span.stop is None else span.stop,
     ]
-    readings = _Readings(reader.stream(READING_SQL, bounds))
+    readings = _Readings(reader.stream(BLOCK_READINGS_SQL, bounds))
     for row in reader.stream(BLOCK_SQL, bounds):
         height = int(row[0])
         header_bytes, signature, head_after = bytes(row[9]), bytes(row[10]), bytes(row[11])
@@ -158,12 +155,12 @@ def _walk(
         else:
             if head_after != verifier.head.to_bytes():
                 report.add("blocks", f"height {height}", height, "stored chain head is wrong")
-        rows = readings.take(height, report)
+        group = readings.take(height, report) or (height, 0, True, [], None)
         if header is not None:
             check_block_columns(row, header, report)
-            check_batch(reader, height, header, rows, report)
+            check_batch(reader, height, header, group, report)
         report.blocks += 1
-        report.readings += len(rows)
+        report.readings += group[1]
         if progress is not None:
             progress(1)
     readings.rest(report)

@@ -112,7 +112,17 @@ SELECT block_height, leaf_index, leaf_hash,
     AND ends_with(topic, '/' || device_id || '/' || kind)
     AND CASE WHEN payload[1:1] = '{{'::BLOB THEN {_JSON_FIELDS_OK} ELSE NULL END
     AS row_ok
-FROM u ORDER BY block_height, leaf_index
+FROM u
+"""
+# One row per block, in height order: how many readings, whether their leaf indexes are
+# exactly 0..n-1, the leaf hashes in leaf order, and the indexes SQL was unsure of.
+BLOCK_READINGS_SQL = f"""
+SELECT block_height, count(*) AS n,
+    count(*) = count(DISTINCT leaf_index) AND min(leaf_index) = 0
+        AND max(leaf_index) = count(*) - 1 AS in_order,
+    list(leaf_hash ORDER BY leaf_index) AS leaves,
+    list(leaf_index ORDER BY leaf_index) FILTER (WHERE row_ok IS NOT TRUE) AS unsure
+FROM ({READING_SQL}) GROUP BY block_height ORDER BY block_height
 """
 _PAYLOAD_FLOATS = ("celsius", "lat", "lon", "alt_m", "speed_mps", "accuracy_m")
 _json_decode = json.JSONDecoder().decode
@@ -301,12 +311,19 @@ def check_batch(
     reader: StoreReader,
     height: int,
     header: BlockHeader,
-    rows: list[tuple[Any, ...]],
+    group: tuple[Any, ...],
     report: AuditReport,
 ) -> None:
-    """Check one block's readings (light rows: height, index, leaf hash, row_ok)."""
-    indexes = [int(r[1]) for r in rows]
-    if indexes != list(range(len(rows))):
+    """Check one block's readings, given its row of :data:`BLOCK_READINGS_SQL`."""
+    _, count, in_order, leaves, unsure = group
+    if not in_order:
+        indexes = [
+            int(i)
+            for (i,) in reader.all(
+                "SELECT leaf_index FROM readings WHERE block_height = ? ORDER BY leaf_index",
+                [height],
+            )
+        ]
         missing = sorted(set(range(header.leaf_count)) - set(indexes))
         repeated = sorted({i for i in indexes if indexes.count(i) > 1})
         detail = []
@@ -318,19 +335,18 @@ def check_batch(
         if extra:
             detail.append(f"leaf indexes past the leaf count {_short(extra)}")
         report.add("readings", f"block {height}", height, "; ".join(detail) or "leaf order")
-    if len(rows) != header.leaf_count:
+    if count != header.leaf_count:
         report.add(
             "readings",
             f"block {height}",
             height,
-            f"{len(rows)} readings stored, the signed header says {header.leaf_count}",
+            f"{count} readings stored, the signed header says {header.leaf_count}",
         )
-    unsure = sorted({int(r[1]) for r in rows if r[3] is not True})
     if unsure:
-        for full in reader.all(_FULL_SQL, [height, unsure]):
+        for full in reader.all(_FULL_SQL, [height, sorted(set(unsure))]):
             if not _consistent(full):
                 _check_reading(full, report)
-    if MerkleTree([bytes(r[2]) for r in rows]).root != header.batch_root:
+    if MerkleTree(leaves).root != header.batch_root:
         report.add(
             "readings", f"block {height}", height, "the block's readings do not hash to its root"
         )
