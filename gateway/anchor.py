@@ -12,7 +12,10 @@ batch, :meth:`Anchorer.commit`:
    mark) and readings without ``seq`` are looked up;
 2. wraps each new reading in a ledger envelope with a fresh 16-byte salt and seals the
    leaf hashes into the next block of the chain;
-3. writes readings, block, rejects and the chain head in one transaction.
+3. checks each new reading against the alert thresholds (gateway.alerts) and writes
+   readings, block, rejects, the alerts they raised and the chain head in one
+   transaction. The alerts come back in the :class:`Outcome`, to be published only
+   after the commit.
 
 If the commit fails, the builder is rebuilt from the last committed chain head, so a
 retry seals the same height again. :func:`check_recent_blocks` is the start-up check:
@@ -30,9 +33,10 @@ from typing import Any
 
 import pyarrow as pa
 
+from gateway.alerts import Alert, Thresholds
 from gateway.errors import StoreMismatchError
 from gateway.readings import Reading, TemperatureReading
-from gateway.store import READINGS_SCHEMA, BlockRow, Store
+from gateway.store import ALERTS_SCHEMA, READINGS_SCHEMA, BlockRow, Store
 from ledger import ChainBuilder, ChainError, ChainHead, ChainVerifier, Envelope, SigningKey
 from ledger import FormatError as LedgerFormatError
 from ledger.merkle import MerkleTree, hash_leaf
@@ -72,6 +76,7 @@ class Outcome:
     rejects: int
     height: int | None
     committed_ns: int
+    alerts: tuple[Alert, ...] = ()
 
 
 def random_salts(count: int) -> list[bytes]:
@@ -144,8 +149,10 @@ class Anchorer:
         clock: Callable[[], int] = time.time_ns,
         salt: Callable[[], bytes] | None = None,
         salts: Callable[[int], list[bytes]] | None = None,
+        thresholds: Thresholds | None = None,
     ) -> None:
         self.store = store
+        self.thresholds = thresholds
         self.key = key
         self.gateway_id = gateway_id
         self.duplicate_window_ns = duplicate_window_ns
@@ -229,6 +236,7 @@ class Anchorer:
         table: pa.Table | None = None
         block: BlockRow | None = None
         height: int | None = None
+        alerts: list[Alert] = []
         if fresh:
             salts = self._salts(len(fresh))
             envelope_bytes = [
@@ -256,8 +264,12 @@ class Anchorer:
                 signature=sealed.signature,
                 head_after=sealed.head_after.to_bytes(),
             )
+            if self.thresholds is not None:
+                alerts = self._alerts(fresh, height, header.created_ns)
         try:
-            self.store.commit_batch(table if table is not None else [], block, rejects)
+            self.store.commit_batch(
+                table if table is not None else [], block, rejects, _alerts_table(alerts)
+            )
         except BaseException:
             # Nothing was committed: the next commit continues from the committed head.
             self._stale = True
@@ -276,7 +288,29 @@ class Anchorer:
             rejects=len(rejects),
             height=height,
             committed_ns=self._clock(),
+            alerts=tuple(alerts),
         )
+
+    def _alerts(
+        self, fresh: Sequence[tuple[Accepted, str]], height: int, created_ns: int
+    ) -> list[Alert]:
+        """The alerts the batch's new readings raise; leaf index = position in ``fresh``."""
+        assert self.thresholds is not None
+        alerts: list[Alert] = []
+        check = self.thresholds.alerts
+        for index, (item, _) in enumerate(fresh):
+            if item.reading.asset_id is not None:
+                alerts += check(
+                    self.gateway_id, item.reading, height, index, item.received_ns, created_ns
+                )
+        return alerts
+
+
+def _alerts_table(alerts: Sequence[Alert]) -> pa.Table:
+    return pa.Table.from_pylist(
+        [{name: getattr(alert, name) for name in ALERTS_SCHEMA.names} for alert in alerts],
+        schema=ALERTS_SCHEMA,
+    )
 
 
 def check_recent_blocks(store: Store, key: SigningKey, gateway_id: str, count: int) -> int:

@@ -8,10 +8,12 @@ Tables (docs/GATEWAY.md describes every column):
 - ``blocks``: one row per signed block: header fields, the header bytes, signature
   and the chain head after the block (so a restart resumes without replaying).
 - ``rejects``: payloads that failed validation, raw, with field and reason.
+- ``alerts`` (schema version 2): thresholds broken by anchored readings
+  (gateway.alerts), each referencing its reading by block height and leaf index.
 - ``meta``: key/value: ``schema_version``, ``gateway_id``, ``key_id``, ``chain_head``.
 
 A batch is written by :meth:`Store.commit_batch` in ONE transaction (readings +
-block + rejects + the new chain head), from Arrow tables, never row by row. Every
+block + rejects + alerts + the new chain head), from Arrow tables, never row by row. Every
 ``duckdb.Error`` is converted here to :class:`~gateway.errors.StoreError`.
 
 Migrations: ``MIGRATIONS[n]`` holds the statements that take a store from schema
@@ -32,7 +34,7 @@ import pyarrow as pa
 
 from gateway.errors import StoreError, StoreMismatchError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA_V1 = (
     """CREATE TABLE meta (
@@ -84,7 +86,25 @@ _SCHEMA_V1 = (
     )""",
 )
 
-MIGRATIONS: Mapping[int, Sequence[str]] = {1: _SCHEMA_V1}
+# Version 2: alerts (gateway.alerts), written in the transaction of the reading's batch.
+_SCHEMA_V2 = (
+    """CREATE TABLE alerts (
+        alert_id VARCHAR NOT NULL,
+        asset_id VARCHAR NOT NULL,
+        asset_kind VARCHAR,
+        rule VARCHAR NOT NULL,
+        device_id VARCHAR NOT NULL,
+        block_height BIGINT NOT NULL,
+        leaf_index INTEGER NOT NULL,
+        kind VARCHAR NOT NULL,
+        value DOUBLE NOT NULL,
+        threshold DOUBLE NOT NULL,
+        received_ns BIGINT NOT NULL,
+        created_ns BIGINT NOT NULL
+    )""",
+)
+
+MIGRATIONS: Mapping[int, Sequence[str]] = {1: _SCHEMA_V1, 2: _SCHEMA_V2}
 
 READINGS_SCHEMA = pa.schema(
     [
@@ -117,6 +137,22 @@ REJECTS_SCHEMA = pa.schema(
         ("payload", pa.binary()),
         ("field", pa.string()),
         ("reason", pa.string()),
+    ]
+)
+ALERTS_SCHEMA = pa.schema(
+    [
+        ("alert_id", pa.string()),
+        ("asset_id", pa.string()),
+        ("asset_kind", pa.string()),
+        ("rule", pa.string()),
+        ("device_id", pa.string()),
+        ("block_height", pa.int64()),
+        ("leaf_index", pa.int32()),
+        ("kind", pa.string()),
+        ("value", pa.float64()),
+        ("threshold", pa.float64()),
+        ("received_ns", pa.int64()),
+        ("created_ns", pa.int64()),
     ]
 )
 
@@ -349,12 +385,16 @@ class Store:
         readings: Sequence[Mapping[str, Any]] | pa.Table,
         block: BlockRow | None,
         rejects: Sequence[Mapping[str, Any]] | pa.Table,
+        alerts: Sequence[Mapping[str, Any]] | pa.Table = (),
     ) -> None:
-        """Write one batch in ONE transaction: readings, their block, rejects, chain head."""
+        """Write one batch in ONE transaction: readings, their block, rejects, alerts, head."""
         readings_table = _to_table(readings, READINGS_SCHEMA)
         rejects_table = _to_table(rejects, REJECTS_SCHEMA)
+        alerts_table = _to_table(alerts, ALERTS_SCHEMA)
         if readings_table.num_rows and block is None:
             raise ValueError("readings need the block that anchors them")
+        if alerts_table.num_rows and block is None:
+            raise ValueError("alerts need the block that anchors their readings")
         with self.transaction("commit a batch"):
             if readings_table.num_rows:
                 self._con.register("anchorgate_readings", readings_table)
@@ -377,6 +417,15 @@ class Store:
                     self._con.execute("INSERT INTO rejects SELECT * FROM anchorgate_rejects")
                 finally:
                     self._con.unregister("anchorgate_rejects")
+            if alerts_table.num_rows:
+                self._con.register("anchorgate_alerts", alerts_table)
+                try:
+                    columns = ", ".join(ALERTS_SCHEMA.names)
+                    self._con.execute(
+                        f"INSERT INTO alerts ({columns}) SELECT {columns} FROM anchorgate_alerts"
+                    )
+                finally:
+                    self._con.unregister("anchorgate_alerts")
 
     def chain_head(self) -> bytes | None:
         """The committed chain head's bytes, None for a store without blocks."""

@@ -38,7 +38,7 @@ def test_new_store_has_the_schema(tmp_path: Path) -> None:
     with Store.open(tmp_path / "s.duckdb") as store:
         assert store.schema_version() == SCHEMA_VERSION
         tables = {row[0] for row in store.query("SELECT table_name FROM information_schema.tables")}
-        assert tables == {"meta", "blocks", "readings", "rejects"}
+        assert tables == {"meta", "blocks", "readings", "rejects", "alerts"}
     with Store.open(tmp_path / "s.duckdb") as store:  # opening again changes nothing
         assert store.schema_version() == SCHEMA_VERSION
 
@@ -46,13 +46,16 @@ def test_new_store_has_the_schema(tmp_path: Path) -> None:
 def test_migration_path_applies_missing_steps_and_refuses_newer(tmp_path: Path) -> None:
     path = tmp_path / "s.duckdb"
     Store.open(path).close()
-    steps = {1: (), 2: ("ALTER TABLE readings ADD COLUMN note VARCHAR",)}
     from gateway.store import MIGRATIONS
 
-    with Store.open(path, migrations={**MIGRATIONS, 2: steps[2]}) as store:
-        assert store.schema_version() == 2
+    newer = SCHEMA_VERSION + 1
+    steps = {**MIGRATIONS, newer: ("ALTER TABLE readings ADD COLUMN note VARCHAR",)}
+    with Store.open(path, migrations=steps) as store:
+        assert store.schema_version() == newer
         assert "note" in {row[0] for row in store.query("DESCRIBE readings")}
-    with pytest.raises(StoreMismatchError, match=r"schema version 2; .* up to 1: upgrade"):
+    with pytest.raises(
+        StoreMismatchError, match=rf"schema version {newer}; .* up to {SCHEMA_VERSION}: upgrade"
+    ):
         Store.open(path)
 
 
