@@ -3,7 +3,7 @@
 The health file (config ``[health] file``) is JSON, rewritten atomically every
 ``interval`` seconds and once more at exit, for an operator, a monitoring agent or a
 container health check: readings in, stored, rejects, duplicates, blocks, batch
-latency, queue depth, connection state.
+latency, queue depth, connection state, alerts raised and not published.
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ class Metrics:
     acked: int = 0
     commit_failures: int = 0
     connects: int = 0
+    alerts: int = 0  # recorded in the alerts table
+    alerts_unpublished: int = 0  # recorded, but not handed to the broker (not connected)
     connected: bool = False
     height: int = 0
     state: str = "starting"
@@ -79,6 +81,8 @@ class Metrics:
             "batches": self.batches,
             "commit_failures": self.commit_failures,
             "connects": self.connects,
+            "alerts": self.alerts,
+            "alerts_unpublished": self.alerts_unpublished,
             "last_commit_ns": self.last_commit_ns,
             "last_commit_s": round(self.last_commit_seconds, 4),
             "latency_s": self.latency_quantiles(),

@@ -7,8 +7,9 @@ MQTT subscriber in production, a list in unit tests) and an ``ack`` callable. Tw
   travel with the batch so that they are stored before they are acked) and closes a
   batch at ``max_readings`` messages or ``max_delay`` seconds after its first message;
 - write: commits closed batches one at a time on the writer thread, then acks the
-  batch's messages in arrival order. A failed commit is retried with backoff and
-  nothing is acked until it succeeds.
+  batch's messages in arrival order, then hands the alerts the batch raised to
+  ``publish`` (never before their commit). A failed commit is retried with backoff
+  and nothing is acked until it succeeds.
 
 Batches are committed in the order they were closed, so acks leave in the order the
 messages arrived (MQTT 5 section 4.6). Memory is bounded by the broker: it sends no
@@ -26,6 +27,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.alerts import Alert
 from gateway.anchor import Accepted, Anchorer, Decoded, Rejected
 from gateway.config import BatchSection
 from gateway.decode import Decoder, detect_format
@@ -57,6 +59,7 @@ class Batch:
 
 
 Ack = Callable[[Sequence[RawMessage]], None]
+Publish = Callable[[Sequence[Alert]], None]
 
 
 class Pipeline:
@@ -95,10 +98,15 @@ class Pipeline:
             detect_format(message.payload),
         )
 
-    async def run(self, source: AsyncIterable[Sequence[RawMessage]], ack: Ack) -> None:
+    async def run(
+        self,
+        source: AsyncIterable[Sequence[RawMessage]],
+        ack: Ack,
+        publish: Publish | None = None,
+    ) -> None:
         """Process ``source`` until it ends; the last batch is committed and acked."""
         async with asyncio.TaskGroup() as group:
-            group.create_task(self._write(ack), name="write")
+            group.create_task(self._write(ack, publish), name="write")
             try:
                 async for chunk in source:
                     for message in chunk:
@@ -126,7 +134,7 @@ class Pipeline:
             self._closed.put_nowait(self._batch)
             self._batch = Batch()
 
-    async def _write(self, ack: Ack) -> None:
+    async def _write(self, ack: Ack, publish: Publish | None) -> None:
         loop = asyncio.get_running_loop()
         while (batch := await self._closed.get()) is not None:
             delay = RETRY_MIN_DELAY
@@ -151,6 +159,9 @@ class Pipeline:
             metrics.stored += outcome.stored
             metrics.rejects += outcome.rejects
             metrics.duplicates += outcome.duplicates
+            if outcome.alerts:
+                metrics.alerts += len(outcome.alerts)
+                self._publish(publish, outcome.alerts)
             metrics.record_batch(
                 [m.received_ns for m in batch.messages], outcome.committed_ns, seconds
             )
@@ -168,6 +179,28 @@ class Pipeline:
                 seconds=round(seconds, 4),
             )
             self._log_rejects(batch.items, outcome.rejects)
+
+    @staticmethod
+    def _publish(publish: Publish | None, alerts: Sequence[Alert]) -> None:
+        # The alerts are committed: a failure to publish them must not stop ingestion.
+        for alert in itertools.islice(alerts, REJECTS_LOGGED_PER_BATCH):
+            log_event(
+                _log,
+                logging.INFO,
+                "alert.raised",
+                asset_id=alert.asset_id,
+                kind=alert.kind,
+                value=alert.value,
+                threshold=alert.threshold,
+                block=alert.block_height,
+                leaf=alert.leaf_index,
+            )
+        if publish is None:
+            return
+        try:
+            publish(alerts)
+        except Exception as exc:
+            log_event(_log, logging.ERROR, "alert.publish_failed", error=repr(exc))
 
     @staticmethod
     def _log_rejects(items: Sequence[Decoded], count: int) -> None:

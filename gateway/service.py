@@ -5,9 +5,10 @@ against the key and their stored leaves, continue the chain from the stored head
 then connect. A store that does not verify is refused, naming the first bad block.
 
 Tasks (one task group): ``receive`` (MQTT connection loop), ``pipeline`` (decode,
-batch, commit, ack) and ``health`` (the health file). On SIGTERM or SIGINT: stop
-taking messages, commit and ack the open batch, disconnect, write the health file a
-last time and return, so that the process exits 0 within a few seconds.
+batch, commit, ack, then publish the batch's alerts on the same MQTT connection) and
+``health`` (the health file). On SIGTERM or SIGINT: stop taking messages, commit and
+ack the open batch, disconnect, write the health file a last time and return, so that
+the process exits 0 within a few seconds.
 """
 
 from __future__ import annotations
@@ -18,13 +19,14 @@ import gc
 import logging
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
+from gateway.alerts import Alert, Thresholds
 from gateway.anchor import Anchorer, check_recent_blocks
 from gateway.config import Config
 from gateway.decode import Decoder
@@ -65,6 +67,7 @@ def open_store(config: Config, key: SigningKey, clock: Callable[[], int]) -> Ope
             config.gateway.id,
             duplicate_window_ns=int(config.store.duplicate_window * 1e9),
             clock=clock,
+            thresholds=Thresholds(config.alerts) if config.alerts.enabled else None,
         )
     except BaseException:
         store.close()
@@ -116,6 +119,7 @@ async def serve(
         metrics,
         executor,
     )
+    publish = _alert_publisher(config, subscriber, metrics)
     signals = (signal.SIGTERM, signal.SIGINT) if handle_signals else ()
     for signum in signals:
         loop.add_signal_handler(signum, stop.set)
@@ -123,7 +127,7 @@ async def serve(
         async with asyncio.TaskGroup() as group:
             receive = group.create_task(subscriber.run(), name="receive")
             work = group.create_task(
-                pipeline.run(subscriber.messages(), subscriber.ack), name="pipeline"
+                pipeline.run(subscriber.messages(), subscriber.ack, publish), name="pipeline"
             )
             health = group.create_task(_health_loop(config, metrics), name="health")
             metrics.state = "running"
@@ -165,6 +169,26 @@ async def serve(
         height=metrics.height,
     )
     return metrics
+
+
+def _alert_publisher(
+    config: Config, subscriber: Subscriber, metrics: Metrics
+) -> Callable[[Sequence[Alert]], None]:
+    """Publish committed alerts on ``<alerts.topic_prefix>/<asset_id>``, QoS 1, no waiting."""
+    prefix = config.alerts.topic_prefix
+    gateway_id = config.gateway.id
+
+    def publish(alerts: Sequence[Alert]) -> None:
+        missed = 0
+        for alert in alerts:
+            if not subscriber.publish(alert.topic(prefix), alert.to_json(gateway_id)):
+                missed += 1
+        if missed:
+            # The alerts table holds them; a subscriber that missed them reads it.
+            metrics.alerts_unpublished += missed
+            log_event(_log, logging.WARNING, "alert.unpublished", count=missed, see="alerts table")
+
+    return publish
 
 
 async def _start_api(

@@ -26,6 +26,12 @@ copies are recognised as duplicates and acked instead).
 
 Reconnection: one outer loop, capped exponential backoff with jitter, resubscribing
 every time.
+
+Publishing (alerts): :meth:`Subscriber.publish` hands a QoS 1 message to paho on the
+same connection, without waiting. While we are not connected, or when paho already
+holds ``MAX_QUEUED_PUBLISHES`` unacknowledged messages, it refuses and returns False:
+alerts are recorded in the store before they are published, so dropping a message
+here loses nothing and keeps memory bounded during an outage.
 """
 
 from __future__ import annotations
@@ -58,6 +64,7 @@ from gateway.pipeline import RawMessage
 _log = get_logger("mqtt")
 
 CONNECT_TIMEOUT = 10.0
+MAX_QUEUED_PUBLISHES = 1000  # outgoing QoS 1 messages paho may hold (alerts)
 READS_PER_WAKEUP = 512  # packets read per readiness callback before yielding to the loop
 # CONNACK reason codes that a retry will not cure; we still retry, slowly, and say so.
 _FATAL_CONNACK = {"Not authorized", "Bad user name or password", "Client identifier not valid"}
@@ -120,6 +127,7 @@ class Subscriber:
             reconnect_on_failure=False,
         )
         mqtt_config = self._mqtt
+        client.max_queued_messages_set(MAX_QUEUED_PUBLISHES)
         if mqtt_config.username:
             client.username_pw_set(mqtt_config.username, mqtt_config.password)
         if mqtt_config.tls_ca_file is not None or mqtt_config.tls_cert_file is not None:
@@ -166,6 +174,16 @@ class Subscriber:
             sock = self.client.socket()
             if sock is not None:
                 self._watch(sock)
+
+    def publish(self, topic: str, payload: bytes) -> bool:
+        """Send a QoS 1 message without waiting; False if it cannot be sent now."""
+        if not self._connected:
+            return False
+        try:
+            info = self.client.publish(topic, payload, qos=1)
+        except ValueError:  # a topic paho refuses (wildcards, too long)
+            return False
+        return info.rc == mqtt.MQTT_ERR_SUCCESS
 
     # -- connection loop -----------------------------------------------------------------
 
