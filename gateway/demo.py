@@ -96,7 +96,7 @@ def _table(status: dict[str, Any] | None, elapsed: float, duration: float) -> Ta
         ("blocks (chain height + 1)", str(status.get("blocks"))),
         ("head", str(status.get("head_hash"))[:16]),
         ("receive-to-commit p99", f"{latency.get('p99')} s"),
-        ("alerts", "not built yet"),
+        ("alerts", str(live.get("alerts"))),
     ]
     for name, value in rows:
         table.add_row(name, value)
