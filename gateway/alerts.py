@@ -171,6 +171,8 @@ class AlertsSection:
                 _override(pattern, value, f'{name}.assets."{pattern}"')
                 for pattern, value in _table(table["assets"], f"{name}.assets").items()
             )
+            for override in assets:
+                _check_band(override, kinds, f'{name}.assets."{override.pattern}"')
         return cls(enabled=enabled, topic_prefix=prefix, kinds=kinds, assets=assets)
 
 
@@ -283,6 +285,26 @@ def _override(pattern: str, value: object, key: str) -> AssetOverride:
             f"{key}: must be an asset id, or a prefix followed by one * at the end ('ship-*')"
         )
     return AssetOverride(pattern, _rule(spec, key))
+
+
+def _check_band(override: AssetOverride, kinds: Sequence[AssetKind], key: str) -> None:
+    """Refuse an override whose band, on top of a kind it may apply to, is empty."""
+    start = override.pattern if override.prefix is None else override.prefix
+    for kind in kinds:
+        # The override can meet this kind if one of the two id prefixes extends the other
+        # (for an exact id: if the id starts with the kind's prefix).
+        if not any(
+            start.startswith(p) or (override.prefix is not None and p.startswith(start))
+            for p in kind.asset_prefixes
+        ):
+            continue
+        band = override.rule.over(kind.rule)
+        low, high = band.celsius_min, band.celsius_max
+        if low is not None and high is not None and low >= high:
+            raise ConfigError(
+                f"{key}: with kind {kind.name!r} the band is empty (celsius_min {low:g}, "
+                f"celsius_max {high:g}): set both bounds"
+            )
 
 
 # -- the checks ------------------------------------------------------------------------

@@ -280,6 +280,17 @@ def test_alert_json_has_the_documented_fields() -> None:
             id="override-prefixes",
         ),
         pytest.param(
+            '[alerts.assets."reefer-9"]\ncelsius_min = 10.0',
+            "alerts.assets.\"reefer-9\": with kind 'shipment' the band is empty "
+            "(celsius_min 10, celsius_max 8): set both bounds",
+            id="override-empties-band",
+        ),
+        pytest.param(
+            '[alerts.assets."ree*"]\ncelsius_max = 1.0',
+            "alerts.assets.\"ree*\": with kind 'shipment' the band is empty",
+            id="prefix-override-empties-band",
+        ),
+        pytest.param(
             '[alerts.assets."s*x"]\ncelsius_max = 3',
             'alerts.assets."s*x": must be an asset id, or a prefix followed by one *',
             id="override-star",
