@@ -27,8 +27,8 @@ import functools
 import json
 import math
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from gateway.errors import ConfigError
@@ -444,18 +444,13 @@ def alert_id(gateway_id: str, block_height: int, leaf_index: int, kind: AlertKin
     return f"{gateway_id}:{block_height}:{leaf_index}:{kind}"
 
 
-@dataclass
 class Thresholds:
-    """The configured thresholds with a bounded cache of resolved assets (writer thread)."""
+    """The configured thresholds, with a bounded cache of resolved assets (writer thread)."""
 
-    section: AlertsSection
-    cache_size: int = 4096
-    _resolve: Any = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        section = self.section
-        self._resolve = functools.lru_cache(maxsize=self.cache_size)(
-            lambda asset_id: resolve(section, asset_id)
+    def __init__(self, section: AlertsSection, cache_size: int = 4096) -> None:
+        self.section = section
+        self._resolve: Callable[[str], Resolved | None] = functools.lru_cache(cache_size)(
+            functools.partial(resolve, section)
         )
 
     def alerts(
@@ -471,7 +466,7 @@ class Thresholds:
         asset_id = reading.asset_id
         if asset_id is None:
             return []
-        resolved: Resolved | None = self._resolve(asset_id)
+        resolved = self._resolve(asset_id)
         if resolved is None:
             return []
         breaches = check(resolved.rule, reading)

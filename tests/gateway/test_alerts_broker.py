@@ -10,6 +10,7 @@ start; the audit passes on the result.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -29,6 +30,7 @@ from gateway_helpers import (  # noqa: F401 (reap_gateways is an autouse fixture
     write_config,
 )
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from test_subscriber import Running, config_for, eventually
 
 from gateway.anchor import Accepted, Anchorer
 from gateway.audit import audit_store
@@ -264,3 +266,16 @@ def test_disabled_alerts_publish_and_record_nothing(
     with Store.open(load(config_path).store.path) as store:
         assert store.counts().readings == len(readings)
         assert store.query("SELECT count(*) FROM alerts") == [(0,)]
+
+
+async def test_the_subscriber_publishes_while_connected_and_refuses_while_away(
+    broker: Mosquitto, listener: AlertListener
+) -> None:
+    async with Running(config_for(broker)) as running:
+        assert running.subscriber.publish("alerts/reefer-1", b'{"version":1}')
+        await eventually(lambda: len(listener.received()) == 1)
+        assert listener.received() == [("alerts/reefer-1", 1, {"version": 1})]
+        assert not running.subscriber.publish("alerts/bad/#", b"{}")  # paho refuses wildcards
+        await asyncio.to_thread(broker.stop)
+        await eventually(lambda: not running.subscriber.metrics.connected)
+        assert not running.subscriber.publish("alerts/reefer-1", b"{}")  # returns at once
