@@ -10,7 +10,8 @@ The audit walks the blocks table and the readings table side by side in height o
 - every reading's envelope against its leaf hash, its salt, topic and receive-time
   columns against the envelope, and its parsed columns against the envelope's payload;
 - every block's leaf indexes (0..leaf_count-1, no gap, no repeat) and its batch root;
-- readings whose block does not exist, and leaves stored in two places.
+- readings whose block does not exist, leaves stored in two places, and alerts that
+  point at no stored reading.
 
 Problems are collected, not raised: the report names table, row, block and reason
 for each one, and the audit goes on past them. The per-row and per-block checks, and
@@ -101,6 +102,22 @@ def _global_checks(reader: StoreReader, key: PublicKey, trusted_head: bytes | No
             f"the store was signed by key {stored_key.hex()[:16]}, not the trusted key "
             f"{key.key_id.hex()[:16]}",
         )
+    has_alerts = reader.one(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'alerts'"
+    )
+    if has_alerts and has_alerts[0]:
+        # Every alert must point at an anchored reading of the same device.
+        for alert_id, height, index in reader.all(
+            "SELECT a.alert_id, a.block_height, a.leaf_index FROM alerts a "
+            "WHERE NOT EXISTS (SELECT 1 FROM readings r WHERE r.block_height = a.block_height "
+            "AND r.leaf_index = a.leaf_index AND r.device_id = a.device_id) LIMIT 100"
+        ):
+            report.add(
+                "alerts",
+                f"alert {alert_id}",
+                int(height),
+                f"refers to reading {height}:{index}, which is not a stored reading of its device",
+            )
     for leaf, count in reader.all(
         "SELECT leaf_hash, count(*) FROM readings GROUP BY leaf_hash HAVING count(*) > 1 LIMIT 100"
     ):
