@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import random
 import shutil
 import socket
 import subprocess
@@ -42,12 +43,31 @@ def find_mosquitto() -> str | None:
     return None
 
 
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A TCP port on 127.0.0.1 that nothing listens on right now.
+
+    It is taken below the kernel's ephemeral range: a broker that is restarted on its
+    port must find it free, and a port in that range can meanwhile become the source
+    port of an outgoing connection (even a client's TCP self-connect to it while the
+    broker is down).
+    """
+    high = max(_ephemeral_low() - 1, 2048)
+    for _ in range(200):
+        port = random.randint(max(1024, high - 20000), high)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise BrokerError("no free TCP port below the ephemeral range")
 
 
 class Mosquitto:
@@ -108,8 +128,13 @@ class Mosquitto:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
-                stderr = self._process.stderr.read().decode() if self._process.stderr else ""
-                raise BrokerError(f"mosquitto exited at start: {stderr.strip()} {self.log()}")
+                process, self._process = self._process, None
+                stderr = b""
+                if process.stderr is not None:
+                    stderr = process.stderr.read()
+                    process.stderr.close()
+                text = stderr.decode(errors="replace").strip()
+                raise BrokerError(f"mosquitto exited at start: {text} {self.log()}")
             try:
                 with socket.create_connection((self.host, self.port), timeout=0.2):
                     return
