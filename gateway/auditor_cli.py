@@ -12,10 +12,10 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import aiohttp
 import click
@@ -23,59 +23,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
 from gateway.cli_errors import EXIT_FAILED, UserError
-from gateway.errors import ConfigError, GatewayError
+from gateway.cli_store import DEFAULT_API, configured, store_options
+from gateway.errors import GatewayError
 from gateway.reader import ReadingRef, Selection, StoreLockedError, StoreReader
-
-DEFAULT_API = "http://127.0.0.1:8787"
-
-T = TypeVar("T")
-
-
-def _config_paths(config_path: Path | None) -> tuple[Path | None, str | None, Path | None]:
-    """(store path, API URL, public key path) from the gateway config, when there is one."""
-    if config_path is None:
-        default = Path("config/gateway.toml")
-        if not default.exists():
-            return None, None, None
-        config_path = default
-    from gateway.config import load_config  # noqa: PLC0415
-
-    try:
-        config = load_config(config_path)
-    except ConfigError as exc:
-        raise UserError(str(exc)) from None
-    url = config.api.url if config.api.enabled else None
-    return config.store.path, url, config.gateway.key_file.with_suffix(".pub")
-
-
-store_options = [
-    click.option(
-        "-c",
-        "--config",
-        "config_path",
-        type=click.Path(dir_okay=False, path_type=Path),
-        help="The gateway configuration, for the store path and the read API address "
-        "(default: config/gateway.toml when it exists).",
-    ),
-    click.option(
-        "--store",
-        "store_path",
-        type=click.Path(dir_okay=False, path_type=Path),
-        help="The DuckDB store file (overrides the config).",
-    ),
-    click.option(
-        "--api",
-        "api_url",
-        help=f"The running gateway's read API, http://HOST:PORT or unix:/PATH "
-        f"(overrides the config; default {DEFAULT_API}).",
-    ),
-]
-
-
-def with_store_options(fn: Callable[..., T]) -> Callable[..., T]:
-    for option in reversed(store_options):
-        fn = option(fn)
-    return fn
 
 
 @contextmanager
@@ -83,9 +33,9 @@ def _reader_or_api(
     config_path: Path | None, store_path: Path | None, api_url: str | None
 ) -> Iterator[StoreReader | str]:
     """A reader on the store file, or the API URL when a running gateway holds it."""
-    configured_store, configured_api, _ = _config_paths(config_path)
-    path = store_path or configured_store
-    url = api_url or configured_api or DEFAULT_API
+    config = configured(config_path)
+    path = store_path or config.store
+    url = api_url or config.api_url or DEFAULT_API
     if path is None:
         raise UserError("no store: give --store FILE or -c CONFIG")
     try:
@@ -150,7 +100,7 @@ def _api_json(url: str, endpoint: str, params: list[tuple[str, str]]) -> Any:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write the bundle here (default: stdout).",
 )
-@with_store_options
+@store_options(api=True)
 def export(
     device: str | None,
     asset: str | None,
@@ -239,7 +189,7 @@ def export(
     help="Processes that check ranges of blocks side by side.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable report.")
-@with_store_options
+@store_options(api=True)
 def audit(
     key_path: Path | None,
     head_hex: str | None,
@@ -263,9 +213,9 @@ def audit(
     from gateway.readapi import parse_head  # noqa: PLC0415
     from ledger import LedgerError, PublicKey  # noqa: PLC0415
 
-    configured_store, _, configured_key = _config_paths(config_path)
-    key_path = key_path or configured_key
-    path = store_path or configured_store
+    config = configured(config_path)
+    key_path = key_path or config.public_key
+    path = store_path or config.store
     if key_path is None:
         raise UserError("no key: give --key GATEWAY.pub")
     if path is None:
@@ -320,7 +270,7 @@ def audit(
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@with_store_options
+@store_options(api=True)
 def status(
     as_json: bool, config_path: Path | None, store_path: Path | None, api_url: str | None
 ) -> None:

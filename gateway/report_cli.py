@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
@@ -19,49 +19,11 @@ from typing import TypeVar
 import click
 
 from gateway.cli_errors import EXIT_FAILED, UserError
-from gateway.errors import ConfigError, GatewayError
+from gateway.cli_store import Configured, configured, store_options
+from gateway.errors import GatewayError
 from gateway.reader import StoreLockedError, StoreReader
 
 T = TypeVar("T")
-
-_store_options = [
-    click.option(
-        "-c",
-        "--config",
-        "config_path",
-        type=click.Path(dir_okay=False, path_type=Path),
-        help="The gateway configuration, for the store path and the public key "
-        "(default: config/gateway.toml when it exists).",
-    ),
-    click.option(
-        "--store",
-        "store_path",
-        type=click.Path(dir_okay=False, path_type=Path),
-        help="The DuckDB store file (overrides the config); a stopped gateway's, or a copy.",
-    ),
-]
-
-
-def _with_store_options(fn: Callable[..., T]) -> Callable[..., T]:
-    for option in reversed(_store_options):
-        fn = option(fn)
-    return fn
-
-
-def _configured(config_path: Path | None) -> tuple[Path | None, Path | None]:
-    """(store path, public key path) from the gateway config, when there is one."""
-    if config_path is None:
-        default = Path("config/gateway.toml")
-        if not default.exists():
-            return None, None
-        config_path = default
-    from gateway.config import load_config  # noqa: PLC0415
-
-    try:
-        config = load_config(config_path)
-    except ConfigError as exc:
-        raise UserError(f"-c: {exc}") from None
-    return config.store.path, config.gateway.key_file.with_suffix(".pub")
 
 
 @contextmanager
@@ -151,7 +113,7 @@ def _finite(value: float | None, name: str) -> float | None:
     "configured key file).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print summary.json to stdout.")
-@_with_store_options
+@store_options(api=False)
 def report(
     asset_id: str,
     since: str | None,
@@ -198,10 +160,10 @@ def report(
     until_ns = _time_option(until, "--to")
     if since_ns is not None and until_ns is not None and since_ns >= until_ns:
         raise UserError(f"--from: {since} is not before --to {until}")
-    configured_store, configured_key = (None, None)
+    config = Configured()
     if store_path is None or key_path is None:
-        configured_store, configured_key = _configured(config_path)
-    key_path = key_path or configured_key
+        config = configured(config_path)
+    key_path = key_path or config.public_key
     if key_path is None:
         raise UserError(
             "--key: no public key: give --key GATEWAY.pub (the report verifies its proof)"
@@ -219,7 +181,7 @@ def report(
         stop_radius_m=stop_radius_m,
         stop_min_s=stop_minutes * 60,
     )
-    with _open_store(store_path or configured_store, "report") as reader:
+    with _open_store(store_path or config.store, "report") as reader:
         try:
             made = build_report(reader, key, options)
         except NothingToExport:
@@ -263,7 +225,7 @@ def report(
     help="The export directory (created if needed; later runs add only what is new).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
-@_with_store_options
+@store_options(api=False)
 def export_parquet(
     since: str | None,
     output: Path,
@@ -288,9 +250,7 @@ def export_parquet(
     from gateway.parquet_export import export_parquet as run_export  # noqa: PLC0415
 
     since_ns = _time_option(since, "--since")
-    path = store_path
-    if path is None:
-        path, _ = _configured(config_path)
+    path = store_path or configured(config_path).store
     with _open_store(path, "export-parquet") as reader:
         try:
             result = run_export(reader, output, since_ns)
