@@ -26,7 +26,7 @@ from typing import Any, Literal
 from gateway.alerts import AlertsSection
 from gateway.errors import ConfigError
 from gateway.readings import DEFAULT_TOPIC_TEMPLATE
-from ledger.envelope import MAX_PAYLOAD_BYTES
+from ledger.envelope import MAX_PAYLOAD_BYTES, MAX_TOPIC_BYTES
 
 MAX_RECEIVE_MAXIMUM = 65535  # MQTT 5 section 3.1.2.11.3: a two-byte integer
 MAX_SESSION_EXPIRY = 0xFFFFFFFF  # MQTT 5: "never expires"
@@ -136,6 +136,9 @@ class MqttSection:
 @dataclass(frozen=True)
 class LimitsSection:
     max_payload_bytes: int = 4096
+    max_topic_bytes: int = 256
+    max_depth: int = 8
+    max_container_items: int = 64
     celsius_min: float = -100.0
     celsius_max: float = 300.0
     max_clock_skew: float = 300.0
@@ -152,6 +155,17 @@ class LimitsSection:
             16 <= self.max_payload_bytes <= MAX_PAYLOAD_BYTES,
             "max_payload_bytes",
             f"must be between 16 and {MAX_PAYLOAD_BYTES} (the leaf envelope's limit)",
+        )
+        _require(
+            1 <= self.max_topic_bytes <= MAX_TOPIC_BYTES,
+            "max_topic_bytes",
+            f"must be between 1 and {MAX_TOPIC_BYTES} (MQTT's limit on a topic name)",
+        )
+        _require(1 <= self.max_depth <= 64, "max_depth", "must be between 1 and 64")
+        _require(
+            1 <= self.max_container_items <= 65535,
+            "max_container_items",
+            "must be between 1 and 65535",
         )
         for name in ("celsius_min", "celsius_max", "max_clock_skew", "max_altitude_m"):
             _require(math.isfinite(getattr(self, name)), name, "must be a finite number")

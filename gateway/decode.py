@@ -27,6 +27,8 @@ from gateway.readings import (
 )
 
 MAX_SEQ = 2**63 - 1
+# An unknown key like this names itself in a reject; any other is quoted, shortened.
+_PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,31}")
 _COMMON_FIELDS = frozenset({"device_id", "seq", "ts", "asset_id"})
 _FIELDS: dict[str, frozenset[str]] = {
     "temperature": _COMMON_FIELDS | {"celsius"},
@@ -70,14 +72,61 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 _JSON = json.JSONDecoder(parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
 
 
-def parse_payload(payload: bytes) -> tuple[dict[str, Any], PayloadFormat]:
-    """The payload's top-level mapping and its format; any flaw is a DecodeError."""
+_DEFAULTS = LimitsSection()
+# Strings outside and every byte but a bracket, so that what is left is the nesting.
+_NOT_BRACKETS = re.compile(r'"(?:[^"\\]|\\.)*"|[^"\[\]{}]+')
+
+
+def _json_depth(text: str) -> int:
+    """The deepest nesting of arrays and objects in ``text`` (checked before parsing)."""
+    deepest = depth = 0
+    for char in _NOT_BRACKETS.sub("", text):
+        if char in "[{":
+            depth += 1
+        elif char in "]}":
+            depth -= 1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def _check_shape(document: object, max_depth: int, max_items: int) -> None:
+    """Refuse containers nested deeper than ``max_depth`` or with over ``max_items`` items."""
+    stack: list[tuple[object, int]] = [(document, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if not isinstance(value, dict | list):
+            continue
+        if depth > max_depth:
+            raise DecodeError("payload", f"nested more than {max_depth} deep (limits.max_depth)")
+        if len(value) > max_items:
+            raise DecodeError(
+                "payload",
+                f"an array or object of {len(value)} items, more than "
+                f"limits.max_container_items ({max_items})",
+            )
+        items = value.values() if isinstance(value, dict) else value
+        stack.extend((item, depth + 1) for item in items)
+
+
+def parse_payload(
+    payload: bytes,
+    max_depth: int = _DEFAULTS.max_depth,
+    max_items: int = _DEFAULTS.max_container_items,
+) -> tuple[dict[str, Any], PayloadFormat]:
+    """The payload's top-level mapping and its format; any flaw is a DecodeError.
+
+    Nesting deeper than ``max_depth`` and arrays or maps of more than ``max_items``
+    items are refused (msgpack before anything is allocated for them, JSON nesting
+    before parsing), so a hostile payload costs no more than its size.
+    """
     fmt = detect_format(payload)
     if fmt == "json":
         try:
             text = payload.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise DecodeError("payload", f"not UTF-8 at byte {exc.start}") from None
+        if _json_depth(text) > max_depth:
+            raise DecodeError("payload", f"nested more than {max_depth} deep (limits.max_depth)")
         try:
             document = _JSON.decode(text)
         except json.JSONDecodeError as exc:
@@ -88,19 +137,31 @@ def parse_payload(payload: bytes) -> tuple[dict[str, Any], PayloadFormat]:
             raise DecodeError("payload", f"not usable JSON: {exc}") from None
     else:
         try:
-            document = msgpack.unpackb(payload, raw=False, strict_map_key=True)
+            document = msgpack.unpackb(
+                payload,
+                raw=False,
+                strict_map_key=True,
+                max_array_len=max_items,
+                max_map_len=max_items,
+                max_str_len=len(payload),
+                max_bin_len=len(payload),
+                max_ext_len=0,
+            )
         except msgpack.ExtraData:
             raise DecodeError("payload", "extra bytes after the msgpack map") from None
         except UnicodeDecodeError:
             raise DecodeError("payload", "msgpack string is not UTF-8") from None
         except (ValueError, TypeError, msgpack.UnpackException) as exc:
-            raise DecodeError("payload", f"not valid msgpack: {exc}") from None
+            # msgpack's own nesting limit (1024) raises a ValueError with no message.
+            problem = str(exc) or "nested too deeply"
+            raise DecodeError("payload", f"not valid msgpack: {problem}") from None
         if isinstance(document, dict):
             for key in document:
                 if not isinstance(key, str):
                     raise DecodeError("payload", f"msgpack map key {key!r} is not a string")
     if not isinstance(document, dict):
         raise DecodeError("payload", "not an object/map")
+    _check_shape(document, max_depth, max_items)
     return document, fmt
 
 
@@ -122,6 +183,12 @@ class Decoder:
                 f"{len(payload)} bytes, more than limits.max_payload_bytes "
                 f"({limits.max_payload_bytes})",
             )
+        topic_bytes = len(topic.encode("utf-8", "surrogatepass"))
+        if topic_bytes > limits.max_topic_bytes:
+            raise DecodeError(
+                "topic",
+                f"{topic_bytes} bytes, more than limits.max_topic_bytes ({limits.max_topic_bytes})",
+            )
         match = self._topic.fullmatch(topic)
         if match is None:
             raise DecodeError("topic", f"{topic!r} does not match the topic template")
@@ -131,10 +198,13 @@ class Decoder:
             raise DecodeError("topic", f"unknown reading kind {kind!r} (known: {', '.join(KINDS)})")
         if self._device_id.fullmatch(topic_device) is None:
             raise DecodeError("device_id", f"{topic_device!r} in the topic is not a valid id")
-        document, _fmt = parse_payload(payload)
+        document, _fmt = parse_payload(payload, limits.max_depth, limits.max_container_items)
         unknown = sorted(set(document) - _FIELDS[kind])
         if unknown:
-            raise DecodeError(unknown[0], f"is not a field of a {kind} reading")
+            name = unknown[0]
+            if _PLAIN_NAME.fullmatch(name) is None:  # the sender chose it: quote a short piece
+                raise DecodeError("payload", f"{name[:40]!r} is not a field of a {kind} reading")
+            raise DecodeError(name, f"is not a field of a {kind} reading")
         fields = _Fields(document)
         device_id = fields.optional_str("device_id")
         if device_id is not None and device_id != topic_device:

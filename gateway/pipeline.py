@@ -87,8 +87,14 @@ class Pipeline:
         try:
             reading = self._decoder.decode(message.topic, message.payload, message.received_ns)
         except DecodeError as exc:
+            # A stranger chooses the sizes: keep no more of a reject than a reading may hold.
+            limits = self._decoder.limits
             return Rejected(
-                message.topic, message.payload, message.received_ns, exc.field, exc.problem
+                message.topic[: limits.max_topic_bytes],
+                message.payload[: limits.max_payload_bytes],
+                message.received_ns,
+                exc.field,
+                exc.problem,
             )
         return Accepted(
             message.topic,

@@ -31,6 +31,7 @@ from ledger.merkle import (
 MAX_BUNDLE_BYTES = 64 * 1024 * 1024
 MAX_PROOF_HASHES = 64
 MAX_READINGS = 1_000_000
+MAX_BLOCKS = 1_000_000  # each entry of "blocks" holds at least one reading when honest
 # Searching other indexes to tell a swapped index from an edited envelope costs one
 # path walk per candidate; past this batch size the verifier only says "not included".
 _INDEX_SEARCH_LIMIT = 1 << 16
@@ -195,7 +196,13 @@ def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def _parse(bundle: bytes | str | Mapping[str, Any]) -> Mapping[str, Any]:
     if isinstance(bundle, Mapping):
         return bundle
-    _require(len(bundle) <= MAX_BUNDLE_BYTES, "format", "bundle", "bundle is too large")
+    _require(
+        len(bundle) <= MAX_BUNDLE_BYTES,
+        "format",
+        "bundle",
+        f"bundle of {len(bundle)} {'characters' if isinstance(bundle, str) else 'bytes'} "
+        f"is larger than {MAX_BUNDLE_BYTES}",
+    )
     if isinstance(bundle, bytes):
         try:
             bundle = bundle.decode("utf-8")  # UTF-8 only: json.loads would guess UTF-16/32
@@ -270,7 +277,14 @@ def _verify(
             checks.append(Check("trusted-head", True, "head", "head extends the trusted head"))
 
     blocks = {head.height: head}
-    for i, entry in enumerate(_get(bundle, "blocks", list, "bundle")):
+    block_entries = _get(bundle, "blocks", list, "bundle")
+    _require(
+        len(block_entries) <= MAX_BLOCKS,
+        "format",
+        "bundle",
+        f"bundle lists {len(block_entries)} blocks, more than {MAX_BLOCKS}",
+    )
+    for i, entry in enumerate(block_entries):
         where = f"blocks[{i}]"
         _require(type(entry) is dict, "format", where, f"{where} is not an object")
         header, header_bytes = _signed_header(entry, where, key, gateway_id)
