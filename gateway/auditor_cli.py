@@ -14,6 +14,7 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,28 +28,43 @@ from gateway.cli_store import DEFAULT_API, configured, store_options
 from gateway.errors import GatewayError
 from gateway.reader import ReadingRef, Selection, StoreLockedError, StoreReader
 
+TOKEN_ENV = "ANCHORGATE_API_TOKEN"
+
+
+@dataclass(frozen=True, slots=True)
+class ApiTarget:
+    """A running gateway's read API, and the bearer token it wants (if any)."""
+
+    url: str
+    token: str | None = field(default=None, repr=False)
+
 
 @contextmanager
 def _reader_or_api(
     config_path: Path | None, store_path: Path | None, api_url: str | None
-) -> Iterator[StoreReader | str]:
-    """A reader on the store file, or the API URL when a running gateway holds it."""
+) -> Iterator[StoreReader | ApiTarget]:
+    """A reader on the store file, or the read API when a running gateway holds it.
+
+    The API's token is the configuration's (``[api] token_env`` / ``token_file``), or
+    else the environment variable ANCHORGATE_API_TOKEN.
+    """
     config = configured(config_path)
     path = store_path or config.store
     url = api_url or config.api_url or DEFAULT_API
+    api = ApiTarget(url, config.api_token or os.environ.get(TOKEN_ENV) or None)
     if path is None:
         raise UserError("no store: give --store FILE or -c CONFIG")
     try:
         reader = StoreReader.open(path)
     except StoreLockedError:
         click.echo(f"{path} is held by the running gateway; asking its read API at {url}", err=True)
-        served = _api_json(url, "/status", []).get("store")
+        served = _api_json(api, "/status", []).get("store")
         if served is not None and Path(served) != path.resolve():
             raise UserError(
                 f"the read API at {url} serves {served}, not {path.resolve()}: is another "
                 "gateway on that port? Set [api] in the config or give --api"
             ) from None
-        yield url
+        yield api
         return
     except GatewayError as exc:
         raise UserError(str(exc)) from None
@@ -56,7 +72,10 @@ def _reader_or_api(
         yield reader
 
 
-def _api_get(url: str, endpoint: str, params: list[tuple[str, str]]) -> tuple[int, bytes]:
+def _api_get(api: ApiTarget, endpoint: str, params: list[tuple[str, str]]) -> tuple[int, bytes]:
+    url = api.url
+    headers = {"Authorization": f"Bearer {api.token}"} if api.token else {}
+
     async def fetch() -> tuple[int, bytes]:
         connector: aiohttp.BaseConnector | None = None
         base = url
@@ -66,7 +85,7 @@ def _api_get(url: str, endpoint: str, params: list[tuple[str, str]]) -> tuple[in
         timeout = aiohttp.ClientTimeout(total=600)
         async with (
             aiohttp.ClientSession(connector=connector, timeout=timeout) as session,
-            session.get(base.rstrip("/") + endpoint, params=params) as response,
+            session.get(base.rstrip("/") + endpoint, params=params, headers=headers) as response,
         ):
             return response.status, await response.read()
 
@@ -76,8 +95,8 @@ def _api_get(url: str, endpoint: str, params: list[tuple[str, str]]) -> tuple[in
         raise UserError(f"cannot reach the gateway's read API at {url}: {exc}") from None
 
 
-def _api_json(url: str, endpoint: str, params: list[tuple[str, str]]) -> Any:
-    status, body = _api_get(url, endpoint, params)
+def _api_json(api: ApiTarget, endpoint: str, params: list[tuple[str, str]]) -> Any:
+    status, body = _api_get(api, endpoint, params)
     try:
         data = json.loads(body)
     except ValueError:
@@ -139,7 +158,7 @@ def export(
     except ValueError as exc:
         raise UserError(str(exc)) from None
     with _reader_or_api(config_path, store_path, api_url) as source:
-        if isinstance(source, str):
+        if isinstance(source, ApiTarget):
             params = [
                 (name, value)
                 for name, value in (
@@ -283,7 +302,9 @@ def status(
     from gateway.verify_report import iso_ns  # noqa: PLC0415
 
     with _reader_or_api(config_path, store_path, api_url) as source:
-        result = _api_json(source, "/status", []) if isinstance(source, str) else source.status()
+        result = (
+            _api_json(source, "/status", []) if isinstance(source, ApiTarget) else source.status()
+        )
     if as_json:
         click.echo(json.dumps(result, indent=1))
         return

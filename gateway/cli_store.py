@@ -8,7 +8,7 @@ config/gateway.toml when it exists), with ``--store`` and ``--api`` overriding i
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
@@ -30,6 +30,7 @@ class Configured:
     store: Path | None = None
     api_url: str | None = None
     public_key: Path | None = None
+    api_token: str | None = field(default=None, repr=False)
 
 
 def configured(config_path: Path | None) -> Configured:
@@ -48,6 +49,7 @@ def configured(config_path: Path | None) -> Configured:
         store=config.store.path,
         api_url=config.api.url if config.api.enabled else None,
         public_key=config.gateway.key_file.with_suffix(".pub"),
+        api_token=config.api.token,
     )
 
 

@@ -226,21 +226,40 @@ class HealthSection:
 _LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
+MIN_TOKEN_LENGTH = 16
+
+
 @dataclass(frozen=True)
 class ApiSection:
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = 8787
     unix_socket: Path | None = None
+    token_env: str = ""
+    token_file: Path | None = None
+    # Filled in by the loader from token_env / token_file, never from the TOML.
+    token: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         _require(1 <= self.port <= 65535, "port", "must be between 1 and 65535")
         _require(
-            self.host in _LOOPBACK,
-            "host",
-            f"{self.host!r} is not a loopback address; the read API has no authentication "
-            "yet, so it binds only 127.0.0.1, ::1 or localhost (or use unix_socket)",
+            not (self.token_env and self.token_file is not None),
+            "token_file",
+            "set token_env or token_file, not both",
         )
+        _require(
+            self.host in _LOOPBACK or bool(self.token_env) or self.token_file is not None,
+            "host",
+            f"{self.host!r} is not a loopback address: binding it needs a bearer token "
+            "(set token_env or token_file), or use 127.0.0.1, ::1, localhost or unix_socket",
+        )
+        if self.token is not None:
+            _require(
+                len(self.token) >= MIN_TOKEN_LENGTH and self.token.isprintable(),
+                "token_env" if self.token_env else "token_file",
+                f"the token must be at least {MIN_TOKEN_LENGTH} printable characters "
+                "(e.g. from: python -c 'import secrets; print(secrets.token_urlsafe())')",
+            )
 
     @property
     def url(self) -> str:
@@ -283,7 +302,7 @@ class Config:
 
 
 _SECTIONS: dict[str, type[Any]] = typing.get_type_hints(Config)
-_SECRET_FIELDS = {"password"}
+_SECRET_FIELDS = {"password", "token"}
 
 
 def _convert(value: object, hint: object, key: str) -> object:
@@ -339,7 +358,7 @@ def _section(name: str, cls: type[Any], table: object) -> Any:
         if key not in known:
             hint = ""
             if key in _SECRET_FIELDS:
-                hint = " (secrets never go in the TOML: use password_env or password_file)"
+                hint = f" (secrets never go in the TOML: use {key}_env or {key}_file)"
             raise ConfigError(f"{name}.{key}: unknown key{hint}")
         values[key] = _convert(value, hints[key], f"{name}.{key}")
     try:
@@ -348,20 +367,33 @@ def _section(name: str, cls: type[Any], table: object) -> Any:
         raise ConfigError(f"{name}.{exc.key}: {exc.problem}") from None
 
 
-def _read_password(mqtt: MqttSection, environ: Mapping[str, str]) -> str | None:
-    if mqtt.password_env:
-        if mqtt.password_env not in environ:
-            raise ConfigError(
-                f"mqtt.password_env: the environment variable {mqtt.password_env} is not set"
-            )
-        return environ[mqtt.password_env]
-    if mqtt.password_file is not None:
-        try:
-            return mqtt.password_file.read_text().rstrip("\r\n")
-        except OSError as exc:
-            raise ConfigError(
-                f"mqtt.password_file: cannot read {mqtt.password_file}: {exc.strerror}"
-            ) from None
+def read_secret_file(path: Path, key: str) -> str:
+    """A secret (password, token) from its file, which only its owner may read or write."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise ConfigError(f"{key}: cannot read {path}: {exc.strerror}") from None
+    if mode & 0o077:
+        raise ConfigError(
+            f"{key}: {path} is readable or writable by group or others (mode "
+            f"{mode & 0o777:o}); run: chmod 600 {path}"
+        )
+    try:
+        return path.read_text().rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigError(f"{key}: cannot read {path}: {reason}") from None
+
+
+def _read_secret(
+    section: str, name: str, env: str, file: Path | None, environ: Mapping[str, str]
+) -> str | None:
+    if env:
+        if env not in environ:
+            raise ConfigError(f"{section}.{name}_env: the environment variable {env} is not set")
+        return environ[env]
+    if file is not None:
+        return read_secret_file(file, f"{section}.{name}_file")
     return None
 
 
@@ -380,8 +412,16 @@ def parse_config(text: str, environ: Mapping[str, str] | None = None) -> Config:
     mqtt: MqttSection = sections.get("mqtt", MqttSection())
     if mqtt.password_env and mqtt.password_file is not None:
         raise ConfigError("mqtt.password_file: set password_env or password_file, not both")
-    password = _read_password(mqtt, os.environ if environ is None else environ)
+    environ = os.environ if environ is None else environ
+    password = _read_secret("mqtt", "password", mqtt.password_env, mqtt.password_file, environ)
     sections["mqtt"] = dataclasses.replace(mqtt, password=password)
+    api: ApiSection = sections.get("api", ApiSection())
+    token = _read_secret("api", "token", api.token_env, api.token_file, environ)
+    if token is not None:
+        try:
+            sections["api"] = dataclasses.replace(api, token=token)
+        except _Invalid as exc:
+            raise ConfigError(f"api.{exc.key}: {exc.problem}") from None
     return Config(**sections)
 
 

@@ -6,6 +6,11 @@ gateway's event loop; every store read runs in a worker thread on its own cursor
 the gateway's connection, so a read never holds up the writer for longer than DuckDB
 takes to start it. It listens on 127.0.0.1 by default, or on a Unix socket.
 
+When the gateway is given a token (``[api] token_env`` or ``token_file``; required to
+bind anything but loopback), every request must carry ``Authorization: Bearer
+<token>``; one without it, or with another token, gets 401. The comparison takes the
+same time whatever the guess (:func:`hmac.compare_digest`).
+
 Endpoints (all GET):
 
 - ``/healthz``: ``{"ok": true}`` while the gateway runs.
@@ -21,6 +26,7 @@ Endpoints (all GET):
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -28,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -97,13 +104,34 @@ class _LiveCollector(Collector):
             yield GaugeMetricFamily(f"anchorgate_{name}", f"anchorgate {name}", value=value)
 
 
+def bearer_auth(token: str) -> Middleware:
+    """Middleware refusing (401) a request without ``Authorization: Bearer <token>``."""
+    expected = f"Bearer {token}".encode()
+
+    @web.middleware
+    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
+        given = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
+        if not hmac.compare_digest(given, expected):
+            reason = "a bearer token is required" if not given else "wrong bearer token"
+            response = _error(401, f"{reason} (Authorization: Bearer <token>)")
+            response.headers["WWW-Authenticate"] = 'Bearer realm="anchorgate"'
+            return response
+        return await handler(request)
+
+    return check
+
+
 def make_app(
-    open_reader: ReaderFactory, live: LiveCounters | None = None, store: Path | None = None
+    open_reader: ReaderFactory,
+    live: LiveCounters | None = None,
+    store: Path | None = None,
+    token: str | None = None,
 ) -> web.Application:
     """The aiohttp application; ``open_reader`` gives a fresh reader per request.
 
     ``store`` is the served file's path, reported in /status so that a client can make
-    sure it reached the gateway of the store it meant.
+    sure it reached the gateway of the store it meant. With ``token``, every request
+    must carry it as a bearer token.
     """
 
     async def in_thread(fn: Callable[[StoreReader], Any]) -> Any:
@@ -163,7 +191,7 @@ def make_app(
             return _error(503, str(exc))
         return web.Response(text=json.dumps(exported.bundle, indent=1), content_type=_JSON)
 
-    app = web.Application()
+    app = web.Application(middlewares=[bearer_auth(token)] if token is not None else [])
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/status", status_view)
     app.router.add_get("/metrics", metrics_view)

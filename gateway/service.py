@@ -1,8 +1,9 @@
 """``anchorgate run``: the service that wires subscriber, pipeline, store and health file.
 
-Start-up: open (or create) the store on the writer thread, check the newest blocks
-against the key and their stored leaves, continue the chain from the stored head,
-then connect. A store that does not verify is refused, naming the first bad block.
+Start-up: refuse a store file or directory that another user owns or anyone may
+write (gateway.permissions), open (or create) the store on the writer thread, check
+the newest blocks against the key and their stored leaves, continue the chain from
+the stored head, then connect. A store that does not verify is refused, naming the first bad block.
 
 Tasks (one task group): ``receive`` (MQTT connection loop), ``pipeline`` (decode,
 batch, commit, ack, then publish the batch's alerts on the same MQTT connection) and
@@ -32,6 +33,7 @@ from gateway.config import Config
 from gateway.decode import Decoder
 from gateway.logs import get_logger, log_event
 from gateway.metrics import Metrics, write_health
+from gateway.permissions import check_store_permissions
 from gateway.pipeline import Pipeline
 from gateway.store import Store
 from gateway.subscriber import Subscriber
@@ -54,6 +56,7 @@ class Opened:
 
 def open_store(config: Config, key: SigningKey, clock: Callable[[], int]) -> Opened:
     """Open the store, verify its newest blocks and build the anchorer (writer thread)."""
+    check_store_permissions(config.store.path)
     store = Store.open(
         config.store.path, memory_limit=config.store.memory_limit, threads=config.store.threads
     )
@@ -205,7 +208,7 @@ async def _start_api(
         # the connection lives (and is replaced after a fatal error).
         return StoreReader(writer.submit(store.read_cursor).result(), owned=True)
 
-    app = make_app(open_reader, metrics.snapshot, config.store.path)
+    app = make_app(open_reader, metrics.snapshot, config.store.path, config.api.token)
     try:
         runner = await start(
             app, host=config.api.host, port=config.api.port, unix_socket=config.api.unix_socket

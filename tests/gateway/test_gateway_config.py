@@ -97,6 +97,7 @@ def test_password_from_environment() -> None:
 def test_password_from_file_is_not_in_repr(tmp_path: Path) -> None:
     secret = tmp_path / "pw"
     secret.write_text("hunter2\n")
+    secret.chmod(0o600)
     config = parse_config(f'[mqtt]\npassword_file = "{secret}"', environ={})
     assert config.mqtt.password == "hunter2"
     assert "hunter2" not in repr(config)
