@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "anchorgate"
-DEFAULT_EXAMPLES = 300
+DEFAULT_EXAMPLES = 200
 
 
 def examples(share: float = 1.0) -> int:

@@ -1,7 +1,7 @@
 """A short atheris (libFuzzer) run over every decoder, when atheris is installed.
 
 The harness is tests/security/fuzz_atheris.py; run it for longer by hand
-(``--seconds 600``). Here it runs a few seconds in a subprocess, since libFuzzer
+(``--seconds 600``). Here it runs two seconds in a subprocess, since libFuzzer
 ends the process it runs in.
 """
 
@@ -25,7 +25,7 @@ ROOT = HARNESS.parents[2]
 )
 def test_atheris_finds_no_crash_in_a_short_run() -> None:
     result = subprocess.run(
-        [sys.executable, str(HARNESS), "--seconds", "4"],
+        [sys.executable, str(HARNESS), "--seconds", "2"],
         cwd=ROOT,
         capture_output=True,
         text=True,
