@@ -73,12 +73,16 @@ _JSON = json.JSONDecoder(parse_constant=_reject_constant, object_pairs_hook=_uni
 
 
 _DEFAULTS = LimitsSection()
+_CONTAINERS = (dict, list)
 # Strings outside and every byte but a bracket, so that what is left is the nesting.
 _NOT_BRACKETS = re.compile(r'"(?:[^"\\]|\\.)*"|[^"\[\]{}]+')
 
 
 def _json_depth(text: str) -> int:
     """The deepest nesting of arrays and objects in ``text`` (checked before parsing)."""
+    openers = text.count("{") + text.count("[")
+    if openers <= 1:  # a flat reading: no need to look closer
+        return openers
     deepest = depth = 0
     for char in _NOT_BRACKETS.sub("", text):
         if char in "[{":
@@ -91,6 +95,12 @@ def _json_depth(text: str) -> int:
 
 def _check_shape(document: object, max_depth: int, max_items: int) -> None:
     """Refuse containers nested deeper than ``max_depth`` or with over ``max_items`` items."""
+    if type(document) is dict and len(document) <= max_items:
+        for value in document.values():
+            if type(value) in _CONTAINERS:  # json and msgpack build exactly these
+                break
+        else:
+            return  # a flat reading, the usual case
     stack: list[tuple[object, int]] = [(document, 1)]
     while stack:
         value, depth = stack.pop()
