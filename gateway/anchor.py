@@ -31,12 +31,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import pyarrow as pa
-
 from gateway.alerts import Alert, Thresholds
+from gateway.columns import ColumnData
 from gateway.errors import StoreMismatchError
 from gateway.readings import Reading, TemperatureReading
-from gateway.store import ALERTS_SCHEMA, READINGS_SCHEMA, BlockRow, Store
+from gateway.store import ALERTS_COLUMNS, BlockRow, Store
 from ledger import ChainBuilder, ChainError, ChainHead, ChainVerifier, Envelope, SigningKey
 from ledger import FormatError as LedgerFormatError
 from ledger.merkle import MerkleTree, hash_leaf
@@ -103,15 +102,15 @@ def _readings_table(
     envelopes: Sequence[bytes],
     leaves: Sequence[bytes],
     height: int,
-) -> pa.Table:
-    """The batch's rows for the readings table, built column by column for Arrow."""
+) -> dict[str, list[Any]]:
+    """The batch's rows for the readings table, column by column (gateway.columns)."""
     readings = [item.reading for item, _ in fresh]
     temperature = [isinstance(r, TemperatureReading) for r in readings]
 
     def location(name: str) -> list[Any]:
         return [None if t else getattr(r, name) for r, t in zip(readings, temperature, strict=True)]
 
-    columns: dict[str, list[Any]] = {
+    return {
         "block_height": [height] * len(fresh),
         "leaf_index": list(range(len(fresh))),
         "kind": [r.kind for r in readings],
@@ -133,7 +132,6 @@ def _readings_table(
         "envelope": list(envelopes),
         "leaf_hash": list(leaves),
     }
-    return pa.Table.from_pydict(columns, schema=READINGS_SCHEMA)
 
 
 class Anchorer:
@@ -233,7 +231,7 @@ class Anchorer:
             if stored:
                 duplicates += sum(1 for _, key in fresh if key in stored)
                 fresh = [(item, key) for item, key in fresh if key not in stored]
-        table: pa.Table | None = None
+        table: dict[str, list[Any]] | None = None
         block: BlockRow | None = None
         height: int | None = None
         alerts: list[Alert] = []
@@ -283,7 +281,7 @@ class Anchorer:
                     if reading.seq > high.get(mark, -1):
                         high[mark] = reading.seq
         return Outcome(
-            stored=0 if table is None else table.num_rows,
+            stored=len(fresh) if table is not None else 0,
             duplicates=duplicates,
             rejects=len(rejects),
             height=height,
@@ -306,11 +304,8 @@ class Anchorer:
         return alerts
 
 
-def _alerts_table(alerts: Sequence[Alert]) -> pa.Table:
-    return pa.Table.from_pylist(
-        [{name: getattr(alert, name) for name in ALERTS_SCHEMA.names} for alert in alerts],
-        schema=ALERTS_SCHEMA,
-    )
+def _alerts_table(alerts: Sequence[Alert]) -> ColumnData:
+    return {name: [getattr(alert, name) for alert in alerts] for name, _ in ALERTS_COLUMNS}
 
 
 def check_recent_blocks(store: Store, key: SigningKey, gateway_id: str, count: int) -> int:

@@ -185,7 +185,7 @@ class BatchSection:
 class StoreSection:
     path: Path = Path("data/anchorgate.duckdb")
     duplicate_window: float = 3600.0
-    memory_limit: str = "32MB"
+    memory_limit: str = "24MB"
     threads: int = 1
     verify_blocks_on_start: int = 3
 

@@ -24,8 +24,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import pyarrow as pa
-
 from gateway.alerts import Alert, Thresholds
 from gateway.anchor import Anchorer, check_recent_blocks
 from gateway.config import Config
@@ -86,9 +84,6 @@ async def serve(
     """Run the gateway until ``stop`` is set (or SIGTERM/SIGINT); return its final metrics."""
     loop = asyncio.get_running_loop()
     stop = stop if stop is not None else asyncio.Event()
-    # Arrow's default pool (mimalloc) keeps freed memory; the batches are small and
-    # short-lived, so the system allocator keeps the service's footprint lower.
-    pa.set_memory_pool(pa.system_memory_pool())
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="anchorgate-writer")
     try:
         opened = await loop.run_in_executor(executor, open_store, config, key, clock)
