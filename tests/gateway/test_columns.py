@@ -53,8 +53,8 @@ def test_every_value_round_trips(
 
 def test_negative_zero_and_extreme_floats_keep_their_bits(con: duckdb.DuckDBPyConnection) -> None:
     values = [-0.0, 5e-324, 1.7976931348623157e308, 0.1 + 0.2]
-    data = {"k": list(range(4)), "n": [None] * 4, "i": [None] * 4, "x": values}
-    data |= {"s": [None] * 4, "b": [None] * 4}
+    data: dict[str, list[object]] = {"k": list(range(4)), "x": list(values)}
+    data |= {name: [None] * 4 for name in ("n", "i", "s", "b")}
     columns: Columns = (("k", "INTEGER"), *COLUMNS)
     con.execute(insert_statement("t", columns), [to_document(columns, data)])
     back = [row[0] for row in con.execute("SELECT x FROM t ORDER BY k").fetchall()]
