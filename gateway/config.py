@@ -7,8 +7,8 @@ Relative paths are taken relative to the working directory. The broker password 
 never read from the TOML: ``mqtt.password_env`` names an environment variable and
 ``mqtt.password_file`` a file that hold it. TLS files are read and checked at load
 (:meth:`MqttSection.ssl_context`), and plain TCP to a broker that is not on this
-machine is refused unless ``mqtt.allow_insecure`` says so. ``[alerts]`` holds nested tables (asset
-kinds, per-asset overrides, regions); :mod:`gateway.alerts` parses it.
+machine is refused unless ``mqtt.allow_insecure`` says so. ``[alerts]`` holds nested
+tables (asset kinds, per-asset overrides, regions); :mod:`gateway.alerts` parses it.
 """
 
 from __future__ import annotations

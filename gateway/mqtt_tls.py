@@ -98,7 +98,8 @@ def _no_passphrase() -> bytes:
 def describe_tls_failure(exc: BaseException) -> str | None:
     """A one-line explanation of a failed TLS handshake, or None if ``exc`` is not one."""
     if isinstance(exc, ssl.SSLCertVerificationError):
-        return f"the broker's certificate was not accepted: {exc.verify_message or exc}"
+        detail = exc.verify_message or exc.reason or str(exc)
+        return f"the broker's certificate was not accepted (certificate verify failed: {detail})"
     if isinstance(exc, ssl.CertificateError):  # pragma: no cover - paho's own name check
         return f"the broker's certificate does not match the host: {exc}"
     if isinstance(exc, ssl.SSLError):

@@ -143,7 +143,7 @@ class Subscriber:
         context = mqtt_config.ssl_context()  # verifies the chain and the host name
         if context is not None:
             client.tls_set_context(context)
-        client.on_log = self._on_log
+        client.enable_logger(self._paho_errors())
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
@@ -256,6 +256,7 @@ class Subscriber:
                 host=self._mqtt.host,
                 port=self._mqtt.port,
                 reason=tls_problem,
+                check="mqtt.tls_ca_file, and that the certificate names mqtt.host",
             )
             return False, f"TLS handshake failed: {tls_problem}"
         try:
@@ -401,11 +402,24 @@ class Subscriber:
                 )
             self._connack.set_exception(BrokerConnectError(reason))
 
-    def _on_log(self, client: mqtt.Client, userdata: object, level: int, buf: str) -> None:
-        # paho reports a socket error (a TLS alert, a reset) only through its log before
-        # it calls on_disconnect; keep it so the disconnect reason can say what happened.
-        if level == mqtt.MQTT_LOG_ERR:
-            self._socket_error = buf
+    def _paho_errors(self) -> logging.Logger:
+        """A private logger for paho that keeps its last ERROR line in ``_socket_error``.
+
+        paho reports a socket error (a TLS alert, a reset) only through its log, just
+        before on_disconnect; the disconnect reason then says what happened. A logger
+        rather than ``on_log``: paho formats every debug line (one per packet) for
+        ``on_log``, while a logger at ERROR skips them with a level check.
+        """
+        subscriber = self
+
+        class _Keep(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                subscriber._socket_error = record.getMessage()
+
+        logger = logging.Logger("anchorgate.paho", logging.ERROR)  # not in the registry
+        logger.propagate = False
+        logger.addHandler(_Keep(logging.ERROR))
+        return logger
 
     def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
         if self._closing:

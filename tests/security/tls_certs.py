@@ -1,10 +1,10 @@
 """A throwaway PKI for the broker security tests, made with ``cryptography``.
 
-:func:`make_pki` writes, into one directory, a CA, a server certificate for
-127.0.0.1 and localhost signed by it, and a client certificate per name (for mutual
-TLS; the certificate's common name is the name, which is also the MQTT user). A second
-call into another directory gives an unrelated CA: a client that trusts it must refuse
-the first one's server.
+:func:`make_pki` writes, into one directory, a CA, a server certificate signed by
+it (for 127.0.0.1 and localhost unless other names are given), and a client
+certificate per name (for mutual TLS; its common name is the name, which is also the
+MQTT user). A second call into another directory gives an unrelated CA: a client
+that trusts it must refuse the first one's server.
 """
 
 from __future__ import annotations
@@ -74,8 +74,12 @@ def _issue(
     return builder.sign(ca_key, hashes.SHA256()), key
 
 
-def make_pki(directory: Path, clients: tuple[str, ...] = ()) -> Pki:
-    """A CA, a server certificate for 127.0.0.1/localhost, and one certificate per client."""
+def make_pki(
+    directory: Path,
+    clients: tuple[str, ...] = (),
+    server_names: tuple[str, ...] = ("localhost", "127.0.0.1"),
+) -> Pki:
+    """A CA, a server certificate for ``server_names``, and one certificate per client."""
     directory.mkdir(parents=True, exist_ok=True)
     now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
@@ -110,12 +114,14 @@ def make_pki(directory: Path, clients: tuple[str, ...] = ()) -> Pki:
     )
     ca_path = directory / "ca.pem"
     ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    san: list[x509.GeneralName] = []
+    for name in server_names:
+        try:
+            san.append(x509.IPAddress(ipaddress.ip_address(name)))
+        except ValueError:
+            san.append(x509.DNSName(name))
     server, server_key = _issue(
-        "localhost",
-        ca_key,
-        ca_name,
-        ExtendedKeyUsageOID.SERVER_AUTH,
-        [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))],
+        server_names[0], ca_key, ca_name, ExtendedKeyUsageOID.SERVER_AUTH, san
     )
     server_path, server_key_path = directory / "server.pem", directory / "server.key"
     server_path.write_bytes(server.public_bytes(serialization.Encoding.PEM))
