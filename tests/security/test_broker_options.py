@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from tls_certs import Pki, make_pki
 
+from gateway.cli import main
 from gateway.config import parse_config
 from gateway.errors import ConfigError
 from gateway.mosquitto import Mosquitto, free_port
@@ -226,3 +227,69 @@ def test_gateway_refuses_then_warns_for_plain_tcp_off_loopback(tmp_path: Path) -
         assert gateway.terminate() == 0
     finally:
         broker.stop()
+
+
+# -- the simulate command's flags ------------------------------------------------------
+
+DEMO = str(Path(__file__).parents[2] / "config" / "scenarios" / "demo.toml")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        pytest.param(
+            ["--host", "10.1.2.3"],
+            "[broker]: 'host' '10.1.2.3' is not a loopback address and TLS is off",
+            id="plain-tcp-off-loopback",
+        ),
+        pytest.param(
+            ["--password-env", "ANCHORGATE_TEST_UNSET"],
+            "'--password-env': the environment variable ANCHORGATE_TEST_UNSET is not set",
+            id="password-env",
+        ),
+        pytest.param(
+            ["--password-file", "/nonexistent/pw"],
+            "'--password-file': cannot read /nonexistent/pw",
+            id="password-file",
+        ),
+        pytest.param(
+            ["--password", "x", "--password-env", "X"], "--password: give it or", id="both"
+        ),
+    ],
+)
+def test_simulate_broker_flags_are_checked(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["simulate", "-s", DEMO, "--duration", "0.1", *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert err.count("\n") == 1
+
+
+@pytest.mark.broker
+def test_simulate_allow_insecure_warns(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    # A non-loopback address of this host where nothing listens: a warning, then the
+    # connection is refused at once.
+    address = non_loopback_address()
+    if address is None:
+        pytest.skip("this host has no non-loopback IPv4 address")
+    code = main(
+        [
+            "simulate",
+            "-s",
+            DEMO,
+            "--duration",
+            "0.1",
+            "--host",
+            address,
+            "--port",
+            str(free_port()),
+            "--allow-insecure",
+            "--manifest",
+            str(tmp_path / "m.json"),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert f"warning: plain TCP to {address} (allow_insecure)" in err
+    assert code == 1
+    assert "cannot connect to MQTT broker" in err
