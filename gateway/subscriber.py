@@ -125,7 +125,8 @@ class Subscriber:
         self._loop_thread: int | None = None
         self._pending = 0  # messages handed to the pipeline and not yet acked
         self._paused = False  # socket reads paused because _pending hit receive_maximum
-        self._socket_error: str | None = None  # paho's last error log line (see _on_log)
+        self._socket_error: str | None = None  # paho's last error log line (_paho_errors)
+        self._paho_logger = self._paho_errors()
         self.client = self._make_client()
 
     def _make_client(self) -> mqtt.Client:
@@ -143,7 +144,6 @@ class Subscriber:
         context = mqtt_config.ssl_context()  # verifies the chain and the host name
         if context is not None:
             client.tls_set_context(context)
-        client.enable_logger(self._paho_errors())
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
@@ -231,6 +231,8 @@ class Subscriber:
         self._suback = loop.create_future()
         self._lost = loop.create_future()
         self._socket_error = None
+        # paho's errors are kept only until CONNACK: logging costs per packet after it.
+        self.client.enable_logger(self._paho_logger)
         properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         properties.SessionExpiryInterval = self._mqtt.session_expiry
         properties.ReceiveMaximum = self._mqtt.receive_maximum
@@ -362,6 +364,7 @@ class Subscriber:
             # Here, not after the await: redelivered messages follow CONNACK in the same
             # read and must carry the new connection's generation.
             self._generation += 1
+            self.client.disable_logger()
             self._connected = True
             future.set_result(bool(flags.session_present))
 
@@ -406,9 +409,11 @@ class Subscriber:
         """A private logger for paho that keeps its last ERROR line in ``_socket_error``.
 
         paho reports a socket error (a TLS alert, a reset) only through its log, just
-        before on_disconnect; the disconnect reason then says what happened. A logger
-        rather than ``on_log``: paho formats every debug line (one per packet) for
-        ``on_log``, while a logger at ERROR skips them with a level check.
+        before on_disconnect; the disconnect reason then says what happened. It is
+        attached from CONNECT to CONNACK, where a TLS 1.3 broker's "certificate
+        required" alert arrives. A logger rather than ``on_log``: paho formats every
+        debug line (one per packet) for ``on_log``; a logger at ERROR only checks the
+        level, and once connected it is detached altogether.
         """
         subscriber = self
 
