@@ -56,6 +56,11 @@ class ScenarioUsageError(click.ClickException):
     "--format", "payload_format", type=click.Choice(["json", "msgpack"]), help="Payload encoding."
 )
 @click.option(
+    "--device-keys",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="A directory of <device_id>.key files: those devices sign their readings.",
+)
+@click.option(
     "--no-pacing",
     is_flag=True,
     help="Publish the whole schedule as fast as the broker takes it (load tests).",
@@ -77,6 +82,7 @@ def simulate(
     seed: int | None,
     qos: int | None,
     payload_format: Any,
+    device_keys: Path | None,
     **broker: Any,
 ) -> None:
     """Publish simulated sensor readings (and injected faults) over MQTT.
@@ -89,6 +95,7 @@ def simulate(
     Example:
       anchorgate simulate -s config/scenarios/demo.toml --port 1883
       anchorgate simulate -s config/scenarios/fleet.toml --devices 10000 --rate 0.1
+      anchorgate simulate -s config/scenarios/demo.toml --device-keys keys/devices
     """
     try:
         scenario = apply_overrides(
@@ -99,6 +106,7 @@ def simulate(
             seed=seed,
             qos=qos,
             payload_format=payload_format,
+            device_keys=device_keys,
             **broker,
         )
     except ScenarioError as exc:
@@ -112,6 +120,8 @@ def simulate(
             result = asyncio.run(
                 run_scenario(scenario, manifest, pace=not no_pacing, progress=progress)
             )
+    except ScenarioError as exc:  # e.g. unreadable device keys
+        raise ScenarioUsageError(str(exc)) from None
     except PublishError as exc:
         _write(manifest, manifest_path, error=str(exc))
         raise click.ClickException(str(exc)) from None
