@@ -248,6 +248,27 @@ def update_registry(path: Path, change: Callable[[Registry], Registry]) -> Regis
     return registry
 
 
+def load_device_keys(path: Path) -> dict[str, PublicKey]:
+    """Device public keys for an auditor: a registry file, or a directory of ``ID.pub``.
+
+    Revoked devices keep their keys here: what they signed before is still checked.
+    """
+    path = Path(path)
+    if path.is_dir():
+        keys: dict[str, PublicKey] = {}
+        for pub in sorted(path.glob("*.pub")):
+            try:
+                keys[pub.stem] = PublicKey.load(pub)
+            except KeyFileError as exc:
+                raise ConfigError(str(exc)) from None
+        if not keys:
+            raise ConfigError(f"{path}: no <device_id>.pub files in the directory")
+        return keys
+    if not path.exists():
+        raise ConfigError(f"{path}: no such file or directory")
+    return {device.device_id: device.public_key for device in load_registry(path)}
+
+
 class RegistryFile:
     """The registry at ``path`` as the running gateway sees it, reloaded when it changes.
 
