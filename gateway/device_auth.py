@@ -34,7 +34,7 @@ from gateway.devices import Registry, RegistryFile
 from gateway.errors import DecodeError
 from gateway.logs import get_logger, log_event
 from gateway.readings import Reading
-from ledger import PublicKey, SignatureError
+from ledger import LedgerError, PublicKey
 from ledger.device_sig import SignedReading
 
 _log = get_logger("devices")
@@ -52,7 +52,7 @@ class PendingSignature:
         """Raise DecodeError (field ``signature``) unless the signature verifies."""
         try:
             self.signed.verify(self.topic, self.key)
-        except SignatureError as exc:
+        except LedgerError as exc:  # SignatureError; FormatError for an impossible topic
             raise DecodeError("signature", f"bad signature: {exc}") from None
 
 

@@ -26,7 +26,7 @@ import itertools
 import logging
 import time
 from collections.abc import AsyncIterable, Callable, Sequence
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,6 +87,9 @@ class Pipeline:
         self._limits = batch
         self.metrics = metrics
         self._executor = executor
+        # One verifying thread: more would only contend for the GIL (cryptography holds
+        # it while verifying) and make the event loop wait longer for its turn.
+        self._verifier: ThreadPoolExecutor | None = None
         self._batch = Batch()
         self._timer: asyncio.TimerHandle | None = None
         self._closed: asyncio.Queue[Batch | None] = asyncio.Queue()
@@ -123,15 +126,20 @@ class Pipeline:
         publish: Publish | None = None,
     ) -> None:
         """Process ``source`` until it ends; the last batch is committed and acked."""
-        async with asyncio.TaskGroup() as group:
-            group.create_task(self._write(ack, publish), name="write")
-            try:
-                async for chunk in source:
-                    for message in chunk:
-                        self._add(message)
-            finally:
-                self._close_batch()
-                self._closed.put_nowait(None)
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._write(ack, publish), name="write")
+                try:
+                    async for chunk in source:
+                        for message in chunk:
+                            self._add(message)
+                finally:
+                    self._close_batch()
+                    self._closed.put_nowait(None)
+        finally:
+            if self._verifier is not None:
+                self._verifier.shutdown(wait=False)  # the writer awaited its batches
+                self._verifier = None
 
     def _add(self, message: RawMessage) -> None:
         self.metrics.received += 1
@@ -156,8 +164,10 @@ class Pipeline:
             if batch.checks:
                 # Ed25519 holds the GIL for ~0.1 ms per check: a worker thread lets the
                 # loop in between, and this batch is verified while the previous commits.
+                if self._verifier is None:
+                    self._verifier = ThreadPoolExecutor(1, thread_name_prefix="anchorgate-verify")
                 loop = asyncio.get_running_loop()
-                batch.verified = loop.run_in_executor(None, verify_pending, batch.checks)
+                batch.verified = loop.run_in_executor(self._verifier, verify_pending, batch.checks)
             self._closed.put_nowait(batch)
             self._batch = Batch()
 

@@ -142,3 +142,5 @@ def test_signed_readings_end_to_end(
     KEYS["intruder"].public_key.save(wrong / "dev-a.pub")
     assert main([*verify, "--device-keys", str(wrong)]) == 1
     assert "FAILS" in capsys.readouterr().out
+    # The audit reads the readings inside the signed payloads.
+    assert main(["audit", "--store", store, "--key", str(public_key)]) == 0
