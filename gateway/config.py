@@ -243,8 +243,14 @@ class DevicesSection:
 
     registry: Path | None = None
     require_signature: bool = False
+    verify_processes: int = 0
 
     def __post_init__(self) -> None:
+        _require(
+            0 <= self.verify_processes <= 64,
+            "verify_processes",
+            "must be between 0 (a thread) and 64",
+        )
         _require(
             self.registry is not None or not self.require_signature,
             "require_signature",

@@ -24,9 +24,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import multiprocessing
 import time
 from collections.abc import AsyncIterable, Callable, Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,6 +66,15 @@ class Batch:
     verified: asyncio.Future[list[tuple[int, str]]] | None = None
 
 
+def _verifier(processes: int) -> Executor:
+    """Where signatures are verified: one thread, or ``processes`` worker processes."""
+    if processes <= 0:
+        return ThreadPoolExecutor(1, thread_name_prefix="anchorgate-verify")
+    # spawn, not fork: the gateway has threads (writer, paho) that fork would copy badly.
+    context = multiprocessing.get_context("spawn")
+    return ProcessPoolExecutor(processes, mp_context=context)
+
+
 Ack = Callable[[Sequence[RawMessage]], None]
 Publish = Callable[[Sequence[Alert]], None]
 
@@ -80,6 +90,7 @@ class Pipeline:
         metrics: Metrics,
         executor: Executor,
         authenticator: Authenticator | None = None,
+        verify_processes: int = 0,
     ) -> None:
         self._decoder = decoder
         self._auth = authenticator if authenticator is not None else Authenticator(None, False)
@@ -88,8 +99,10 @@ class Pipeline:
         self.metrics = metrics
         self._executor = executor
         # One verifying thread: more would only contend for the GIL (cryptography holds
-        # it while verifying) and make the event loop wait longer for its turn.
-        self._verifier: ThreadPoolExecutor | None = None
+        # it while verifying) and make the event loop wait longer for its turn. Worker
+        # processes (verify_processes > 0) verify on other cores instead.
+        self._verify_processes = verify_processes
+        self._verifier: Executor | None = None
         self._batch = Batch()
         self._timer: asyncio.TimerHandle | None = None
         self._closed: asyncio.Queue[Batch | None] = asyncio.Queue()
@@ -165,7 +178,7 @@ class Pipeline:
                 # Ed25519 holds the GIL for ~0.1 ms per check: a worker thread lets the
                 # loop in between, and this batch is verified while the previous commits.
                 if self._verifier is None:
-                    self._verifier = ThreadPoolExecutor(1, thread_name_prefix="anchorgate-verify")
+                    self._verifier = _verifier(self._verify_processes)
                 loop = asyncio.get_running_loop()
                 batch.verified = loop.run_in_executor(self._verifier, verify_pending, batch.checks)
             self._closed.put_nowait(batch)

@@ -119,6 +119,7 @@ async def serve(
         metrics,
         executor,
         authenticator,
+        config.devices.verify_processes,
     )
     publish = _alert_publisher(config, subscriber, metrics)
     signals = (signal.SIGTERM, signal.SIGINT) if handle_signals else ()

@@ -30,7 +30,13 @@ class Run:
     """One gateway life on a store: feed it messages, read back what happened."""
 
     def __init__(
-        self, path: Path, require: bool, *, window_ns: int = 10**12, start_ns: int = NOW_NS
+        self,
+        path: Path,
+        require: bool,
+        *,
+        window_ns: int = 10**12,
+        start_ns: int = NOW_NS,
+        verify_processes: int = 0,
     ) -> None:
         self.store = Store.open(path)
         clock = itertools.count(NOW_NS + 10**9, 1000)
@@ -50,6 +56,7 @@ class Run:
             Metrics(),
             self.executor,
             Authenticator(registry(), require),
+            verify_processes,
         )
         self.acked: list[object] = []
 
@@ -199,4 +206,13 @@ async def test_signature_checks_are_made_off_the_event_loop(store_path: Path) ->
     assert len(run.stored()) == 20
     assert threads
     assert threading.main_thread().name not in threads
+    run.close()
+
+
+async def test_signatures_can_be_verified_in_worker_processes(store_path: Path) -> None:
+    run = Run(store_path, require=True, verify_processes=1)
+    await run.feed([signed("dev-a", 1), bad_signature("dev-a", 2), signed("dev-a", 3)])
+    await run.feed([signed("dev-a", 4)])  # a second run of the pipeline: a new pool
+    assert run.stored() == [("dev-a", 1), ("dev-a", 3), ("dev-a", 4)]
+    assert [(f, r.split(":")[0]) for _, f, r in run.rejects()] == [("signature", "bad signature")]
     run.close()

@@ -102,6 +102,8 @@ def test_config_devices_section() -> None:
         ConfigError, match=re.escape("devices.require_signature: needs a device registry")
     ):
         parse_config("[devices]\nrequire_signature = true\n")
+    with pytest.raises(ConfigError, match=re.escape("devices.verify_processes: must be")):
+        parse_config("[devices]\nverify_processes = -1\n")
     with pytest.raises(ConfigError, match=re.escape("devices.colour: unknown key")):
         parse_config("[devices]\ncolour = 1\n")
 
