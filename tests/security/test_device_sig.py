@@ -106,3 +106,30 @@ def test_truncation_and_trailing_bytes_fail(cut: int, extra: bytes) -> None:
 def test_arbitrary_bytes_raise_only_format_errors(data: bytes) -> None:
     with contextlib.suppress(FormatError):
         SignedReading.from_bytes(b"\x95" + data)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.binary(max_size=400), flip=st.integers(0, 10_000))
+def test_the_gateway_decoder_refuses_broken_signed_payloads_only_with_decode_errors(
+    data: bytes, flip: int
+) -> None:
+    from gateway.config import LimitsSection
+    from gateway.decode import Decoder
+    from gateway.device_auth import Authenticator
+    from gateway.devices import Device, Registry
+    from gateway.errors import DecodeError
+
+    decoder = Decoder(LimitsSection())
+    auth = Authenticator(Registry({"hs-1": Device("hs-1", KEY.public_key, "a")}), True)
+    good = SIGNED
+    index = flip % len(good)
+    candidates = [b"\x95" + data, good[:index] + bytes([good[index] ^ 0x5A]) + good[index + 1 :]]
+    for payload in candidates:
+        try:
+            reading, signed = decoder.decode_message(TOPIC, payload, 1_780_000_000_000_000_000)
+            pending = auth.admit(TOPIC, reading, signed)
+            if pending is not None:
+                pending.check()
+        except DecodeError:
+            continue
+        assert payload == good  # only the untouched signed reading gets through
