@@ -33,6 +33,7 @@ from typing import Any
 
 from gateway.alerts import Alert, Thresholds
 from gateway.columns import ColumnData
+from gateway.device_auth import ReplayGuard
 from gateway.errors import StoreMismatchError
 from gateway.readings import Reading, TemperatureReading
 from gateway.store import ALERTS_COLUMNS, BlockRow, Store
@@ -50,6 +51,7 @@ class Accepted:
     received_ns: int
     reading: Reading
     payload_format: str
+    signed: bool = False  # signed by its device, the signature verified before the commit
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +167,7 @@ class Anchorer:
         self._last_received_ns = store.last_received_ns() or 0
         self._stale = False  # a commit failed: rebuild from the store before the next one
         self._high = self._load_high_water()
+        self._replays = ReplayGuard(store.highest_seqs(0))
 
     def _window_start(self) -> int:
         return min(self._last_received_ns, self._clock()) - self.duplicate_window_ns
@@ -180,6 +183,7 @@ class Anchorer:
         self._builder = ChainBuilder(self.gateway_id, self.key, self._committed_head())
         self._last_received_ns = self.store.last_received_ns() or 0
         self._high = self._load_high_water()
+        self._replays = ReplayGuard(self.store.highest_seqs(0))
         self._stale = False
 
     def _committed_head(self) -> ChainHead:
@@ -198,26 +202,21 @@ class Anchorer:
         if self._stale:
             self._resume()
         fresh: list[tuple[Accepted, str]] = []
-        seen: set[str] = set()
+        seen: dict[str, bytes] = {}
         rejects: list[dict[str, Any]] = []
         duplicates = 0
         for item in items:
             if isinstance(item, Rejected):
-                rejects.append(
-                    {
-                        "received_ns": item.received_ns,
-                        "topic": item.topic,
-                        "payload": item.payload,
-                        "field": item.field,
-                        "reason": item.reason,
-                    }
-                )
+                rejects.append(_reject_row(item, item.field, item.reason))
                 continue
             key = dedup_key(item)
             if key in seen:
-                duplicates += 1
+                if item.signed and seen[key] != item.payload:
+                    rejects.append(_replay_row(item, -1, conflict=True))
+                else:
+                    duplicates += 1
                 continue
-            seen.add(key)
+            seen[key] = item.payload
             fresh.append((item, key))
         high = self._high
         suspects = [
@@ -229,8 +228,15 @@ class Anchorer:
         if suspects:
             stored = self.store.existing_keys(suspects, self._window_start())
             if stored:
-                duplicates += sum(1 for _, key in fresh if key in stored)
+                conflicts = self._conflicts(fresh, stored)
+                for item, key in fresh:
+                    if key in conflicts:
+                        rejects.append(_replay_row(item, -1, conflict=True))
+                    elif key in stored:
+                        duplicates += 1
                 fresh = [(item, key) for item, key in fresh if key not in stored]
+        if any(item.signed for item, _ in fresh):
+            fresh = self._drop_replays(fresh, rejects)
         table: dict[str, list[Any]] | None = None
         block: BlockRow | None = None
         height: int | None = None
@@ -280,6 +286,7 @@ class Anchorer:
                     mark = (reading.device_id, reading.kind)
                     if reading.seq > high.get(mark, -1):
                         high[mark] = reading.seq
+                    self._replays.advance(reading.device_id, reading.kind, reading.seq)
         return Outcome(
             stored=len(fresh) if table is not None else 0,
             duplicates=duplicates,
@@ -288,6 +295,40 @@ class Anchorer:
             committed_ns=self._clock(),
             alerts=tuple(alerts),
         )
+
+    def _conflicts(self, fresh: Sequence[tuple[Accepted, str]], stored: set[str]) -> set[str]:
+        """Keys of signed readings stored with another payload: the same seq, signed twice."""
+        signed = {key: item.payload for item, key in fresh if item.signed and key in stored}
+        if not signed:
+            return set()
+        envelopes = self.store.stored_envelopes(list(signed), self._window_start())
+        conflicts = set()
+        for key, envelope in envelopes.items():
+            try:
+                same = Envelope.from_bytes(envelope).payload == signed[key]
+            except LedgerFormatError:
+                same = False  # an unreadable stored envelope is audit's business
+            if not same:
+                conflicts.add(key)
+        return conflicts
+
+    def _drop_replays(
+        self, fresh: list[tuple[Accepted, str]], rejects: list[dict[str, Any]]
+    ) -> list[tuple[Accepted, str]]:
+        """Signed readings whose seq is not above the last stored (or earlier in the batch)."""
+        kept: list[tuple[Accepted, str]] = []
+        batch_marks: dict[tuple[str, str], int] = {}
+        for item, key in fresh:
+            reading = item.reading
+            if item.signed and reading.seq is not None:
+                mark_key = (reading.device_id, reading.kind)
+                mark = max(self._replays.mark(*mark_key), batch_marks.get(mark_key, -1))
+                if reading.seq <= mark:
+                    rejects.append(_replay_row(item, mark, conflict=False))
+                    continue
+                batch_marks[mark_key] = reading.seq
+            kept.append((item, key))
+        return kept
 
     def _alerts(
         self, fresh: Sequence[tuple[Accepted, str]], height: int, created_ns: int
@@ -302,6 +343,23 @@ class Anchorer:
                     self.gateway_id, item.reading, height, index, item.received_ns, created_ns
                 )
         return alerts
+
+
+def _reject_row(item: Accepted | Rejected, field: str, reason: str) -> dict[str, Any]:
+    return {
+        "received_ns": item.received_ns,
+        "topic": item.topic,
+        "payload": item.payload,
+        "field": field,
+        "reason": reason,
+    }
+
+
+def _replay_row(item: Accepted, mark: int, *, conflict: bool) -> dict[str, Any]:
+    reading = item.reading
+    seq = reading.seq if reading.seq is not None else -1
+    reason = ReplayGuard.reason(reading.device_id, reading.kind, seq, mark, conflict)
+    return _reject_row(item, "seq", reason)
 
 
 def _alerts_table(alerts: Sequence[Alert]) -> ColumnData:

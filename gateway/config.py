@@ -271,6 +271,27 @@ class ApiSection:
 
 
 @dataclass(frozen=True)
+class DevicesSection:
+    """Device authenticity (gateway.devices, gateway.device_auth)."""
+
+    registry: Path | None = None
+    require_signature: bool = False
+    verify_processes: int = 0
+
+    def __post_init__(self) -> None:
+        _require(
+            0 <= self.verify_processes <= 64,
+            "verify_processes",
+            "must be between 0 (a thread) and 64",
+        )
+        _require(
+            self.registry is not None or not self.require_signature,
+            "require_signature",
+            "needs a device registry (devices.registry) to check signatures against",
+        )
+
+
+@dataclass(frozen=True)
 class LogSection:
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["text", "json"] = "text"
@@ -287,6 +308,7 @@ class Config:
     api: ApiSection = field(default_factory=ApiSection)
     log: LogSection = field(default_factory=LogSection)
     alerts: AlertsSection = field(default_factory=AlertsSection)
+    devices: DevicesSection = field(default_factory=DevicesSection)
 
     def __post_init__(self) -> None:
         if self.mqtt.receive_maximum < self.batch.max_readings:

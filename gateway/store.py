@@ -377,6 +377,19 @@ class Store:
             ).fetchall()
         return {row[0] for row in rows}
 
+    def stored_envelopes(self, keys: Sequence[str], since_ns: int) -> dict[str, bytes]:
+        """The envelope of each of ``keys`` stored since ``since_ns`` (one per key)."""
+        if not keys:
+            return {}
+        with _converted("read stored payloads"):
+            rows = self._con.execute(
+                "SELECT dedup_key, any_value(envelope) FROM readings "
+                "WHERE dedup_key IN (SELECT unnest($1::VARCHAR[])) AND received_ns >= $2 "
+                "GROUP BY dedup_key",
+                [list(keys), since_ns],
+            ).fetchall()
+        return {str(key): bytes(envelope) for key, envelope in rows}
+
     def highest_seqs(self, since_ns: int) -> dict[tuple[str, str], int]:
         """The highest seq per (device_id, kind) among readings received since ``since_ns``."""
         with _converted("read the highest sequence numbers"):

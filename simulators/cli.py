@@ -88,6 +88,11 @@ class ScenarioUsageError(click.ClickException):
     "--format", "payload_format", type=click.Choice(["json", "msgpack"]), help="Payload encoding."
 )
 @click.option(
+    "--device-keys",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="A directory of <device_id>.key files: those devices sign their readings.",
+)
+@click.option(
     "--no-pacing",
     is_flag=True,
     help="Publish the whole schedule as fast as the broker takes it (load tests).",
@@ -111,6 +116,7 @@ def simulate(
     payload_format: Any,
     password_env: str | None,
     password_file: Path | None,
+    device_keys: Path | None,
     **broker: Any,
 ) -> None:
     """Publish simulated sensor readings (and injected faults) over MQTT.
@@ -125,6 +131,7 @@ def simulate(
       anchorgate simulate -s config/scenarios/fleet.toml --devices 10000 --rate 0.1
       anchorgate simulate -s config/scenarios/demo.toml --host broker.lan --port 8883 \\
         --ca-file ca.pem --username sim --password-file sim.pass
+      anchorgate simulate -s config/scenarios/demo.toml --device-keys keys/devices
     """
     try:
         if password_env is not None or password_file is not None:
@@ -141,6 +148,7 @@ def simulate(
             seed=seed,
             qos=qos,
             payload_format=payload_format,
+            device_keys=device_keys,
             **broker,
         )
     except ScenarioError as exc:
@@ -160,6 +168,8 @@ def simulate(
             result = asyncio.run(
                 run_scenario(scenario, manifest, pace=not no_pacing, progress=progress)
             )
+    except ScenarioError as exc:  # e.g. unreadable device keys
+        raise ScenarioUsageError(str(exc)) from None
     except PublishError as exc:
         _write(manifest, manifest_path, error=str(exc))
         raise click.ClickException(str(exc)) from None

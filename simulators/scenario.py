@@ -105,6 +105,7 @@ class Scenario:
     broker: BrokerSettings = field(default_factory=BrokerSettings)
     events: tuple[EventSpec, ...] = ()
     faults: tuple[FaultSpec, ...] = ()
+    device_keys: Path | None = None  # a directory of <device_id>.key: those devices sign
 
     @property
     def device_count(self) -> int:
@@ -359,6 +360,7 @@ def scenario_from_mapping(
         broker=broker,
         events=events,
         faults=faults,
+        device_keys=_path(top, "device_keys", base_dir),
     )
     top.finish()
     return scenario
@@ -408,6 +410,7 @@ def apply_overrides(
     seed: int | None = None,
     qos: int | None = None,
     payload_format: PayloadFormat | None = None,
+    device_keys: Path | None = None,
     **broker: Any,
 ) -> Scenario:
     """The scenario with command-line values in place of the file's.
@@ -436,6 +439,7 @@ def apply_overrides(
         ("seed", seed),
         ("qos", qos),
         ("payload_format", payload_format),
+        ("device_keys", device_keys),
     ):
         if value is not None:
             changes[key] = value
