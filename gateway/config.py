@@ -84,6 +84,9 @@ class MqttSection:
     shared_group: str = ""
     reconnect_min_delay: float = 0.5
     reconnect_max_delay: float = 30.0
+    # "3.1.1" for a broker without MQTT 5 (the demo's embedded one): no properties;
+    # session_expiry > 0 becomes clean_session=false.
+    protocol: Literal["5", "3.1.1"] = "5"
     # Filled in by the loader from password_env / password_file, never from the TOML.
     password: str | None = field(default=None, repr=False)
 

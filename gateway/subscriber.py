@@ -24,6 +24,12 @@ Acks belong to a connection: after a reconnect the broker redelivers whatever wa
 acked, so acks for messages of an earlier connection are not sent (their redelivered
 copies are recognised as duplicates and acked instead).
 
+MQTT 3.1.1 (``mqtt.protocol = "3.1.1"``, for brokers without MQTT 5 such as the
+demo's embedded one): the CONNECT has no properties; ``session_expiry > 0`` becomes
+``clean_session=False`` (the broker then keeps the session as long as it is set to)
+and 0 ``clean_session=True``. Receive Maximum is not sent, and the bound above is
+the subscriber's own. Acks, redelivery and publishing work the same way.
+
 Reconnection: one outer loop, capped exponential backoff with jitter, resubscribing
 every time.
 
@@ -130,10 +136,12 @@ class Subscriber:
         self.client = self._make_client()
 
     def _make_client(self) -> mqtt.Client:
+        v311 = self._mqtt.protocol == "3.1.1"
         client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=self._config.client_id,
-            protocol=MQTTProtocolVersion.MQTTv5,
+            protocol=MQTTProtocolVersion.MQTTv311 if v311 else MQTTProtocolVersion.MQTTv5,
+            clean_session=self._mqtt.session_expiry == 0 if v311 else None,
             manual_ack=True,
             reconnect_on_failure=False,
         )
@@ -233,18 +241,17 @@ class Subscriber:
         self._socket_error = None
         # paho's errors are kept only until CONNACK: logging costs per packet after it.
         self.client.enable_logger(self._paho_logger)
-        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        properties.SessionExpiryInterval = self._mqtt.session_expiry
-        properties.ReceiveMaximum = self._mqtt.receive_maximum
+        options: dict[str, Any] = {}  # MQTT 3.1.1: none (clean_session is the client's)
+        if self._mqtt.protocol == "5":
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            properties.SessionExpiryInterval = self._mqtt.session_expiry
+            properties.ReceiveMaximum = self._mqtt.receive_maximum
+            options = {"clean_start": False, "properties": properties}
         try:
             await loop.run_in_executor(
                 None,
                 lambda: self.client.connect(
-                    self._mqtt.host,
-                    self._mqtt.port,
-                    self._mqtt.keepalive,
-                    clean_start=False,
-                    properties=properties,
+                    self._mqtt.host, self._mqtt.port, self._mqtt.keepalive, **options
                 ),
             )
         except (OSError, ssl.SSLError, ValueError) as exc:
@@ -301,8 +308,12 @@ class Subscriber:
 
     async def _subscribe(self) -> list[ReasonCode]:
         assert self._suback is not None
-        options = SubscribeOptions(qos=1)
-        result, _mid = self.client.subscribe([(f, options) for f in self._mqtt.topic_filters])
+        filters = self._mqtt.topic_filters
+        if self._mqtt.protocol == "3.1.1":  # paho takes subscribe options from MQTT 5 only
+            result, _mid = self.client.subscribe([(f, 1) for f in filters])
+        else:
+            options = SubscribeOptions(qos=1)
+            result, _mid = self.client.subscribe([(f, options) for f in filters])
         if result != mqtt.MQTT_ERR_SUCCESS:
             raise BrokerConnectError(f"subscribe not sent: {mqtt.error_string(result)}")
         codes = await asyncio.wait_for(asyncio.shield(self._suback), CONNECT_TIMEOUT)
