@@ -222,6 +222,8 @@ def run_demo(
                 str(duration),
                 "--manifest",
                 str(work / "manifest.json"),
+                "--protocol",
+                "5" if isinstance(broker, Mosquitto) else broker.protocol,
             ]
             started = time.monotonic()
             with (
@@ -305,13 +307,15 @@ def _print_files(
     console.rule("to repeat each step by hand")
     if isinstance(broker, Mosquitto):
         start_broker = f"mosquitto -c {broker.config_path}"
+        protocol = ""
     else:
         start_broker = f"python -m gateway.embedded_broker --port {broker.port} --dir {work}/broker"
+        protocol = f" --protocol {broker.protocol}"
     console.print(
         f"""  {start_broker}
   anchorgate keygen --out {work / "keys" / "gateway"} --force
   anchorgate run -c {config}
-  anchorgate simulate -s {SCENARIO} --port <broker port> --duration 30
+  anchorgate simulate -s {SCENARIO} --port {broker.port}{protocol} --duration 30
   anchorgate status -c {config}
   anchorgate export -c {config} --asset {SHIPMENT} -o {bundle}
   anchorgate verify {bundle} --key {public}

@@ -12,6 +12,7 @@ import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from gateway.mqtt_tls import TlsFileError, client_context, is_loopback
 from simulators.errors import ScenarioError
@@ -42,6 +43,7 @@ class BrokerSettings:
     connections: int = 1
     keepalive: int = 30
     inflight: int = 100
+    protocol: Literal["5", "3.1.1"] = "5"  # "3.1.1": a broker without MQTT 5
 
     def __post_init__(self) -> None:
         if (self.cert_file is None) != (self.key_file is None):

@@ -83,6 +83,11 @@ class ScenarioUsageError(click.ClickException):
     help="Allow plain TCP to a broker that is not on this machine (prints a warning).",
 )
 @click.option("--connections", type=click.IntRange(1, 64), help="MQTT connections to share.")
+@click.option(
+    "--protocol",
+    type=click.Choice(["5", "3.1.1"]),
+    help="MQTT version [default: 5]; 3.1.1 for a broker without MQTT 5.",
+)
 @click.option("--qos", type=click.IntRange(0, 2), help="MQTT QoS of every message.")
 @click.option(
     "--format", "payload_format", type=click.Choice(["json", "msgpack"]), help="Payload encoding."

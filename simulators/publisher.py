@@ -11,12 +11,14 @@ feed a gateway faster than it ingests. aiomqtt still owns the connection, its
 socket callbacks and TLS; messages are written by aiomqtt's writer callback when
 we yield to the loop.
 
-Connections speak MQTT 5 and use the scenario's TLS context
+Connections speak MQTT 5 (or 3.1.1 with ``[broker] protocol = "3.1.1"``, for a broker
+without MQTT 5 such as the demo's embedded one) and use the scenario's TLS context
 (:meth:`~simulators.broker_settings.BrokerSettings.ssl_context`: the broker's
 certificate and host name are verified). A QoS 1 or 2 publish that the broker answers
 with a failure reason code (``Not authorized``: its ACL refuses this user that topic)
 is counted, and ends the run with a :class:`PublishError`; aiomqtt's ``publish``
-alone would report it as delivered.
+alone would report it as delivered. (MQTT 3.1.1 has no such codes: a refusing broker
+drops the message or the connection.)
 
 An abrupt disconnect (fault ``disconnect``) first waits until everything already
 handed over on that connection is on the wire (QoS 0) or acknowledged (QoS 1+), so
@@ -88,7 +90,9 @@ class Publisher:
             tls_context=tls_context,
             # MQTT 5, so that a publish the broker refuses (its ACL) comes back as a
             # PUBACK reason code instead of vanishing.
-            protocol=aiomqtt.ProtocolVersion.V5,
+            protocol=aiomqtt.ProtocolVersion.V5
+            if s.protocol == "5"
+            else aiomqtt.ProtocolVersion.V311,
             max_inflight_messages=s.inflight,
         )
         # aiomqtt logs a warning per publish while more than this many are pending;

@@ -229,6 +229,7 @@ def _broker(table: _Table, base_dir: Path, environ: Mapping[str, str]) -> Broker
             connections=table.integer("connections", 1, 1, 64),
             keepalive=table.integer("keepalive", 30, 5, 3600),
             inflight=table.integer("inflight", 100, 1, 65535),
+            protocol=table.text("protocol", "5", choices=("5", "3.1.1")),
         )
         settings.ssl_context()  # read and check the TLS files now
     except ScenarioError as exc:
