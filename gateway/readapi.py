@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ from gateway.errors import GatewayError
 from gateway.proofs import MAX_EXPORT_READINGS, ExportError, NothingToExport, export_bundle
 from gateway.reader import ReadingRef, Selection, StoreReader
 
-ReaderFactory = Callable[[], StoreReader]
+ReaderFactory = Callable[[], AbstractContextManager[StoreReader]]
 LiveCounters = Callable[[], Mapping[str, Any]]
 
 _JSON = "application/json"

@@ -18,8 +18,9 @@ import contextlib
 import gc
 import logging
 import signal
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -42,6 +43,28 @@ if TYPE_CHECKING:
 _log = get_logger("service")
 
 FLUSH_TIMEOUT = 30.0  # how long a stop waits for the last commit before giving up on acks
+# The store's connection is reopened after this many committed rows (Store.recycle_rows):
+# DuckDB holds metadata for every row group a connection wrote until it is closed.
+RECYCLE_ROWS = 200_000
+
+
+class _ReaderCount:
+    """How many read API requests hold a store cursor (a context manager per request)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._count = 0
+
+    def __enter__(self) -> None:
+        with self._lock:
+            self._count += 1
+
+    def __exit__(self, *_: object) -> None:
+        with self._lock:
+            self._count -= 1
+
+    def active(self) -> bool:
+        return self._count > 0
 
 
 @dataclass
@@ -56,6 +79,7 @@ def open_store(config: Config, key: SigningKey, clock: Callable[[], int]) -> Ope
     store = Store.open(
         config.store.path, memory_limit=config.store.memory_limit, threads=config.store.threads
     )
+    store.recycle_rows = RECYCLE_ROWS
     try:
         checked = check_recent_blocks(
             store, key, config.gateway.id, config.store.verify_blocks_on_start
@@ -202,10 +226,19 @@ async def _start_api(
     from gateway.readapi import make_app, start  # noqa: PLC0415 (only when enabled)
     from gateway.reader import StoreReader  # noqa: PLC0415
 
-    def open_reader() -> StoreReader:
+    readers = _ReaderCount()
+    store.readers_active = readers.active
+
+    @contextlib.contextmanager
+    def open_reader() -> Iterator[StoreReader]:
         # Runs on an API worker thread: the cursor is made on the writer thread, where
-        # the connection lives (and is replaced after a fatal error).
-        return StoreReader(writer.submit(store.read_cursor).result(), owned=True)
+        # the connection lives (and is replaced after a fatal error, or recycled when no
+        # reader holds a cursor: counted before the cursor is made, on the writer thread).
+        with (
+            readers,
+            StoreReader(writer.submit(store.read_cursor).result(), owned=True) as reader,
+        ):
+            yield reader
 
     app = make_app(open_reader, metrics.snapshot, config.store.path)
     try:

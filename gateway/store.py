@@ -25,7 +25,7 @@ transaction and refuses a store from a newer anchorgate.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -223,6 +223,12 @@ class Store:
         self._con = connection
         self.path = path
         self._config = dict(config)
+        # See recycle(): rows committed since the connection was opened, the limit, and
+        # whether a reader elsewhere still uses a cursor of this connection.
+        self.recycle_rows = 0
+        self.readers_active: Callable[[], bool] = lambda: False
+        self.recycles = 0
+        self._rows_since_open = 0
 
     @staticmethod
     def _connect(path: Path, config: Mapping[str, Any]) -> duckdb.DuckDBPyConnection:
@@ -260,6 +266,24 @@ class Store:
         with contextlib.suppress(duckdb.Error):
             self._con.close()
         self._con = self._connect(self.path, self._config)
+        self._rows_since_open = 0
+
+    def _recycle_if_due(self) -> None:
+        """Reopen the connection after ``recycle_rows`` committed rows, when no reader is open.
+
+        DuckDB keeps in memory the metadata of every row group this connection has
+        written until the database is closed: about 9 MB per million readings, so a
+        gateway that runs for months would grow without bound. Closing (which also
+        checkpoints) and reopening gives it back (bench/ingest.py, backlog figure).
+        A cursor handed out by :meth:`read_cursor` keeps the old database alive, so
+        the store waits until ``readers_active()`` is false.
+        """
+        if not self.recycle_rows or self._rows_since_open < self.recycle_rows:
+            return
+        if self.readers_active():
+            return
+        self.reopen()
+        self.recycles += 1
 
     @classmethod
     def open(
@@ -434,6 +458,8 @@ class Store:
             for table in ("rejects", "alerts"):
                 if batches[table][1]:
                     self._insert(table, batches[table][0])
+        self._rows_since_open += sum(rows for _, rows in batches.values())
+        self._recycle_if_due()
 
     def _insert(self, table: str, data: ColumnData) -> None:
         self._con.execute(_INSERTS[table], [to_document(_BATCH_TABLES[table], data)])
