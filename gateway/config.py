@@ -409,8 +409,15 @@ def _read_password(mqtt: MqttSection, environ: Mapping[str, str]) -> str | None:
     return None
 
 
-def parse_config(text: str, environ: Mapping[str, str] | None = None) -> Config:
-    """Parse the TOML text of a gateway configuration."""
+def parse_config(
+    text: str, environ: Mapping[str, str] | None = None, *, broker_secrets: bool = True
+) -> Config:
+    """Parse the TOML text of a gateway configuration.
+
+    ``broker_secrets=False`` leaves the broker password and TLS files unread: commands
+    that only read the store (status, export, audit, devices) must work for an
+    operator who may not read the gateway's MQTT credentials.
+    """
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -424,14 +431,20 @@ def parse_config(text: str, environ: Mapping[str, str] | None = None) -> Config:
     mqtt: MqttSection = sections.get("mqtt", MqttSection())
     if mqtt.password_env and mqtt.password_file is not None:
         raise ConfigError("mqtt.password_file: set password_env or password_file, not both")
-    password = _read_password(mqtt, os.environ if environ is None else environ)
-    mqtt.ssl_context()  # read and check the TLS files now, so a bad one stops the start
-    sections["mqtt"] = dataclasses.replace(mqtt, password=password)
+    if broker_secrets:
+        password = _read_password(mqtt, os.environ if environ is None else environ)
+        mqtt.ssl_context()  # read and check the TLS files now, so a bad one stops the start
+        sections["mqtt"] = dataclasses.replace(mqtt, password=password)
     return Config(**sections)
 
 
-def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
-    """Read and check a gateway.toml; every problem is a ConfigError naming file and key."""
+def load_config(
+    path: Path, environ: Mapping[str, str] | None = None, *, broker_secrets: bool = True
+) -> Config:
+    """Read and check a gateway.toml; every problem is a ConfigError naming file and key.
+
+    ``broker_secrets``: as for :func:`parse_config`.
+    """
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
@@ -439,6 +452,6 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not UTF-8 text") from None
     try:
-        return parse_config(text, environ)
+        return parse_config(text, environ, broker_secrets=broker_secrets)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None

@@ -49,7 +49,7 @@ def _registry_path(config_path: Path | None, registry_path: Path | None) -> Path
         from gateway.config import load_config  # noqa: PLC0415
 
         try:
-            configured = load_config(config_path).devices.registry
+            configured = load_config(config_path, broker_secrets=False).devices.registry
         except ConfigError as exc:
             raise UserError(f"-c: {exc}") from None
         if configured is not None:
