@@ -35,7 +35,8 @@ from ledger import (
     verify_chain,
 )
 from ledger.bundle import ROTATION_BUNDLE_FORMAT
-from ledger.header import EMPTY_ROOT, BlockHeader
+from ledger.header import BlockHeader
+from ledger.merkle import EMPTY_ROOT
 
 GATEWAY = "gw-rot"
 KEYS = [SigningKey.from_seed(bytes([i + 1]) * 32) for i in range(5)]
