@@ -19,7 +19,10 @@ batch, :meth:`Anchorer.commit`:
 
 If the commit fails, the builder is rebuilt from the last committed chain head, so a
 retry seals the same height again. :func:`check_recent_blocks` is the start-up check:
-the newest blocks must verify against the key and against their stored leaves.
+the newest blocks must verify against the key and against their stored leaves, and
+the configured key must be the chain's current key (after ``anchorgate rotate-key``,
+the new one; the blocks before the rotation are checked against the keys of their
+time, see gateway.keyring).
 """
 
 from __future__ import annotations
@@ -35,9 +38,18 @@ import pyarrow as pa
 
 from gateway.alerts import Alert, Thresholds
 from gateway.errors import StoreMismatchError
+from gateway.keyring import check_current, store_history
 from gateway.readings import Reading, TemperatureReading
 from gateway.store import ALERTS_SCHEMA, READINGS_SCHEMA, BlockRow, Store
-from ledger import ChainBuilder, ChainError, ChainHead, ChainVerifier, Envelope, SigningKey
+from ledger import (
+    ChainBuilder,
+    ChainError,
+    ChainHead,
+    ChainVerifier,
+    Envelope,
+    SealedBlock,
+    SigningKey,
+)
 from ledger import FormatError as LedgerFormatError
 from ledger.merkle import MerkleTree, hash_leaf
 
@@ -249,23 +261,9 @@ class Anchorer:
             sealed = self._builder.seal(leaves, first_ns, last_ns, self._clock())
             height = sealed.header.height
             table = _readings_table(fresh, salts, envelope_bytes, leaves, height)
-            header = sealed.header
-            block = BlockRow(
-                height=height,
-                block_hash=sealed.block_hash,
-                prev_hash=header.prev_hash,
-                batch_root=header.batch_root,
-                leaf_count=header.leaf_count,
-                first_received_ns=header.first_received_ns,
-                last_received_ns=header.last_received_ns,
-                created_ns=header.created_ns,
-                key_id=header.key_id,
-                header=sealed.header_bytes,
-                signature=sealed.signature,
-                head_after=sealed.head_after.to_bytes(),
-            )
+            block = block_row(sealed)
             if self.thresholds is not None:
-                alerts = self._alerts(fresh, height, header.created_ns)
+                alerts = self._alerts(fresh, height, sealed.header.created_ns)
         try:
             self.store.commit_batch(
                 table if table is not None else [], block, rejects, _alerts_table(alerts)
@@ -306,6 +304,25 @@ class Anchorer:
         return alerts
 
 
+def block_row(sealed: SealedBlock) -> BlockRow:
+    """The blocks table row of a sealed block."""
+    header = sealed.header
+    return BlockRow(
+        height=header.height,
+        block_hash=sealed.block_hash,
+        prev_hash=header.prev_hash,
+        batch_root=header.batch_root,
+        leaf_count=header.leaf_count,
+        first_received_ns=header.first_received_ns,
+        last_received_ns=header.last_received_ns,
+        created_ns=header.created_ns,
+        key_id=header.key_id,
+        header=sealed.header_bytes,
+        signature=sealed.signature,
+        head_after=sealed.head_after.to_bytes(),
+    )
+
+
 def _alerts_table(alerts: Sequence[Alert]) -> pa.Table:
     return pa.Table.from_pylist(
         [{name: getattr(alert, name) for name in ALERTS_SCHEMA.names} for alert in alerts],
@@ -313,9 +330,16 @@ def _alerts_table(alerts: Sequence[Alert]) -> pa.Table:
     )
 
 
-def check_recent_blocks(store: Store, key: SigningKey, gateway_id: str, count: int) -> int:
-    """Verify the newest ``count`` blocks against the key, the chain head and their leaves.
+def check_recent_blocks(
+    store: Store,
+    key: SigningKey,
+    gateway_id: str,
+    count: int,
+    setting: str = "gateway.key_file",
+) -> int:
+    """Verify the newest ``count`` blocks against the keys, the chain head and their leaves.
 
+    ``key`` must be the chain's current key (``setting`` names where it came from).
     Returns the number of blocks checked; raises StoreMismatchError naming the first
     bad block.
     """
@@ -338,7 +362,10 @@ def check_recent_blocks(store: Store, key: SigningKey, gateway_id: str, count: i
     if first > 0:
         before = store.blocks(first - 1, first)
         start = _head_of(before[0]) if before else start
-    verifier = ChainVerifier({key.key_id: key.public_key}, gateway_id, start)
+    history = store_history(store.query, store.get_meta, key.public_key)
+    check_current(history, key.public_key, setting)
+    keys, revoked = history.verifier_keys(first)
+    verifier = ChainVerifier(keys, gateway_id, start, revoked)
     blocks = store.blocks(first, head.height)
     for block in blocks:
         where = f"store: block {block.height}"

@@ -386,8 +386,13 @@ class Store:
         block: BlockRow | None,
         rejects: Sequence[Mapping[str, Any]] | pa.Table,
         alerts: Sequence[Mapping[str, Any]] | pa.Table = (),
+        meta: Mapping[str, bytes] | None = None,
     ) -> None:
-        """Write one batch in ONE transaction: readings, their block, rejects, alerts, head."""
+        """Write one batch in ONE transaction: readings, their block, rejects, alerts, head.
+
+        ``meta`` entries are written in the same transaction (a key rotation's new
+        ``key_id``).
+        """
         readings_table = _to_table(readings, READINGS_SCHEMA)
         rejects_table = _to_table(rejects, REJECTS_SCHEMA)
         alerts_table = _to_table(alerts, ALERTS_SCHEMA)
@@ -411,6 +416,8 @@ class Store:
                 self._con.execute(
                     "INSERT OR REPLACE INTO meta VALUES ('chain_head', ?)", [block.head_after]
                 )
+            for key, value in (meta or {}).items():
+                self._con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, value])
             if rejects_table.num_rows:
                 self._con.register("anchorgate_rejects", rejects_table)
                 try:
