@@ -363,7 +363,12 @@ def check_recent_blocks(
         before = store.blocks(first - 1, first)
         start = _head_of(before[0]) if before else start
     history = store_history(store.query, store.get_meta, key.public_key)
-    check_current(history, key.public_key, setting)
+    stored_key = store.get_meta("key_id")
+    if not history.rotations and stored_key is not None and stored_key != key.key_id:
+        raise StoreMismatchError(
+            f"{setting} holds key {key.key_id.hex()[:16]}, but the chain's current key is "
+            f"{stored_key.hex()[:16]}"
+        )
     keys, revoked = history.verifier_keys(first)
     verifier = ChainVerifier(keys, gateway_id, start, revoked)
     blocks = store.blocks(first, head.height)
@@ -372,7 +377,7 @@ def check_recent_blocks(
         try:
             header = verifier.feed(block.header, block.signature)
         except ChainError as exc:
-            raise StoreMismatchError(f"{where} does not verify: {exc}") from None
+            raise StoreMismatchError(f"{where} does not verify ({exc.reason}): {exc}") from None
         leaves = store.block_leaves(block.height)
         if len(leaves) != header.leaf_count:
             raise StoreMismatchError(
@@ -385,6 +390,7 @@ def check_recent_blocks(
             raise StoreMismatchError(f"{where}: its readings do not hash to the batch root")
     if verifier.head.to_bytes() != head.to_bytes():
         raise StoreMismatchError("store: the chain head in meta does not follow from the blocks")
+    check_current(history, key.public_key, setting)
     return len(blocks)
 
 
