@@ -16,15 +16,16 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-from ledger.bundle import BUNDLE_FORMAT, BUNDLE_FORMATS, ROTATION_BUNDLE_FORMAT
+from ledger.bundle import BUNDLE_FORMATS, ROTATION_BUNDLE_FORMAT
 from ledger.envelope import Envelope
-from ledger.errors import FormatError, LedgerError, ProofError, SignatureError
+from ledger.errors import ChainError, FormatError, LedgerError, ProofError, SignatureError
 from ledger.header import BlockHeader, block_hash
 from ledger.keys import PublicKey
+from ledger.keyschedule import KeySchedule
 from ledger.merkle import (
     HASH_SIZE,
     hash_leaf,
@@ -32,6 +33,8 @@ from ledger.merkle import (
     root_from_inclusion_proof,
     verify_consistency,
 )
+
+_T = TypeVar("_T")
 
 MAX_BUNDLE_BYTES = 64 * 1024 * 1024
 MAX_PROOF_HASHES = 64
@@ -140,90 +143,16 @@ def _get_hashes(obj: Mapping[str, Any], key: str, where: str) -> list[bytes]:
     return hashes
 
 
-class _Keys:
-    """Which key signs which heights: the trusted key, then each rotation's new key.
-
-    ``rotating`` is False for ``anchorgate-proof/1``: one key, a header by another is
-    a ``key`` failure and a rotation header is not allowed (``format``).
-    """
-
-    def __init__(self, trusted: PublicKey, rotating: bool) -> None:
-        self.rotating = rotating
-        self.schedule: list[tuple[int, PublicKey]] = [(0, trusted)]  # (first height, key)
-        self.rotations: dict[int, bytes] = {}  # height -> header bytes
-
-    def check(self, header: BlockHeader, where: str) -> PublicKey:
-        """The key that must have signed ``header``; fails if the header names another."""
-        if not self.rotating:
-            key = self.schedule[0][1]
-            _require(
-                not header.is_rotation,
-                "format",
-                where,
-                f"{where}: a rotation header (version 2) in an {BUNDLE_FORMAT} bundle",
-            )
-            _require(
-                header.key_id == key.key_id,
-                "key",
-                where,
-                f"{where} was signed by key {header.key_id.hex()[:16]}, not the trusted key "
-                f"{key.key_id.hex()[:16]}",
-            )
-            return key
-        height, found = header.height, header.key_id.hex()[:16]
-        current = [key for first, key in self.schedule if first <= height][-1]
-        if header.key_id == current.key_id:
-            return current
-        earlier = {key.key_id: first for first, key in self.schedule if first <= height}
-        _require(
-            header.key_id not in earlier,
-            "revoked-key",
-            where,
-            f"{where} (height {height}) was signed by key {found}, revoked by a rotation "
-            f"before it; the key at that height is {current.key_id.hex()[:16]}",
-        )
-        raise _Failed(
-            "unknown-key",
-            where,
-            f"{where} (height {height}) was signed by key {found}, which no rotation before "
-            f"it introduced; the key at that height is {current.key_id.hex()[:16]}",
-        )
-
-    def add_rotation(self, header: BlockHeader, header_bytes: bytes, where: str) -> None:
-        assert header.new_key is not None
-        last = max(self.rotations, default=-1)
-        _require(
-            header.height > last,
-            "rotation",
-            where,
-            f"{where}: rotation at height {header.height} is not above the one before ({last})",
-        )
-        new_key = PublicKey(header.new_key)
-        _require(
-            all(new_key.key_id != key.key_id for _, key in self.schedule),
-            "rotation",
-            where,
-            f"{where}: rotation at height {header.height} names key "
-            f"{new_key.key_id.hex()[:16]}, which was in use before",
-        )
-        self.schedule.append((header.height + 1, new_key))
-        self.rotations[header.height] = header_bytes
-
-    def listed(
-        self, header: BlockHeader, header_bytes: bytes, head_height: int, where: str
-    ) -> None:
-        """A rotation header below the head must be the one ``rotations`` lists."""
-        if self.rotating and header.is_rotation and header.height < head_height:
-            _require(
-                self.rotations.get(header.height) == header_bytes,
-                "rotation",
-                where,
-                f"{where} is a rotation block that the bundle's rotations do not list",
-            )
+def _scheduled(where: str, step: Callable[..., _T], *args: Any) -> _T:
+    """Run a key schedule step; its ChainError becomes the failed check it names."""
+    try:
+        return step(*args)
+    except ChainError as exc:
+        raise _Failed(exc.reason, where, f"{where}: {exc}") from None
 
 
 def _signed_header(
-    entry: Mapping[str, Any], where: str, keys: _Keys, gateway_id: str
+    entry: Mapping[str, Any], where: str, keys: KeySchedule, gateway_id: str
 ) -> tuple[BlockHeader, bytes]:
     header_bytes = _get_bytes(entry, "header", where)
     signature = _get_bytes(entry, "signature", where)
@@ -231,7 +160,7 @@ def _signed_header(
         header = BlockHeader.from_bytes(header_bytes)
     except FormatError as exc:
         raise _Failed("format", where, f"{where}: {exc}") from None
-    key = keys.check(header, where)
+    key = _scheduled(where, keys.key_for, header)
     _require(
         header.gateway_id == gateway_id,
         "gateway",
@@ -321,7 +250,7 @@ def _verify(
     )
     checks.append(Check("format", True, "bundle", f"format {fmt}"))
 
-    keys = _Keys(key, fmt == ROTATION_BUNDLE_FORMAT)
+    keys = KeySchedule(key, fmt == ROTATION_BUNDLE_FORMAT)
     rotations: list[tuple[Mapping[str, Any], BlockHeader, bytes]] = []
     if keys.rotating:
         rotations = _verify_rotations(bundle, keys, gateway_id, report)
@@ -385,7 +314,7 @@ def _verify(
         )
         _require(header.height not in blocks, "format", subject, f"{subject} appears twice")
         _in_log(entry, header, header_bytes, head, where)
-        keys.listed(header, header_bytes, head.height, where)
+        _scheduled(where, keys.check_listed, header, header_bytes, head.height)
         blocks[header.height] = header
         checks.append(Check("block-in-chain", True, subject, f"signed, in chain at {head.height}"))
 
@@ -404,7 +333,7 @@ def _verify(
 
 
 def _verify_rotations(
-    bundle: Mapping[str, Any], keys: _Keys, gateway_id: str, report: VerificationReport
+    bundle: Mapping[str, Any], keys: KeySchedule, gateway_id: str, report: VerificationReport
 ) -> list[tuple[Mapping[str, Any], BlockHeader, bytes]]:
     """Follow ``rotations`` from the trusted key (their place in the chain comes later)."""
     entries = _get(bundle, "rotations", list, "bundle")
@@ -425,13 +354,7 @@ def _verify_rotations(
             where,
             f"{where}: claimed height differs from the signed header",
         )
-        _require(
-            header.is_rotation,
-            "rotation",
-            where,
-            f"{where}: block {header.height} is not a rotation block (header version 1)",
-        )
-        keys.add_rotation(header, header_bytes, where)
+        _scheduled(where, keys.add_rotation, header, header_bytes)
         found.append((entry, header, header_bytes))
     return found
 
@@ -476,7 +399,7 @@ def _in_log(
 
 
 def _verify_extension(
-    entry: Mapping[str, Any], head: BlockHeader, keys: _Keys, gateway_id: str
+    entry: Mapping[str, Any], head: BlockHeader, keys: KeySchedule, gateway_id: str
 ) -> bytes:
     """Check an ``extends`` entry; return the older head's block hash."""
     old, old_bytes = _signed_header(entry, "extends", keys, gateway_id)
@@ -510,7 +433,7 @@ def _verify_extension(
             _require(not consistency, "head-extension", subject, "proof from height 0 not empty")
     except ProofError as exc:
         raise _Failed("head-extension", subject, f"{subject}: {exc}") from None
-    keys.listed(old, old_bytes, head.height, "extends")
+    _scheduled("extends", keys.check_listed, old, old_bytes, head.height)
     return old_hash
 
 
