@@ -21,6 +21,7 @@ from gateway.decode import parse_payload, topic_pattern
 from gateway.errors import DecodeError
 from gateway.readings import DEFAULT_TOPIC_TEMPLATE
 from ledger import VerificationReport, VerifiedReading
+from ledger.keys import key_id_of
 
 _TOPIC = topic_pattern(DEFAULT_TOPIC_TEMPLATE)
 _VALUE_FIELDS = ("celsius", "lat", "lon", "alt_m", "speed_mps", "accuracy_m")
@@ -103,6 +104,15 @@ def summarize(report: VerificationReport) -> dict[str, Any]:
         }
     if report.extends is not None:
         summary["extends"] = report.extends.hex()
+    if report.rotations:
+        summary["rotations"] = [
+            {
+                "height": header.height,
+                "old_key_id": header.key_id.hex(),
+                "new_key_id": key_id_of(header.new_key or b"").hex(),
+            }
+            for header in report.rotations
+        ]
     rows = [reading_row(item) for item in report.readings]
     summary["readings"] = rows
     summary["count"] = len(rows)
@@ -166,6 +176,11 @@ def render(summary: dict[str, Any], console: Console) -> None:
     )
     if "extends" in summary:
         console.print(f"That head extends the older head {summary['extends']}.")
+    for rotation in summary.get("rotations", []):
+        console.print(
+            f"Key rotation at block {rotation['height']}: key {rotation['old_key_id'][:16]} "
+            f"handed the chain to key {rotation['new_key_id'][:16]}."
+        )
     console.print(f"Received between {summary['first_received']} and {summary['last_received']}.")
     for device, info in summary["devices"].items():
         assets = ", ".join(info["assets"]) or "no asset"

@@ -108,7 +108,9 @@ def test_rotate_continue_export_verify_with_the_original_key_and_audit(
     path = tmp_path / "bundle.json"
     path.write_text(json.dumps(bundle))
     assert main(["verify", str(path), "--key", str(made.public_key_path)]) == 0
-    assert "VALID" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "VALID" in out
+    assert f"Key rotation at block 5: key {made.key.key_id.hex()[:16]}" in out
     for workers in (1, 2):
         audit = audit_file(made.path, made.key.public_key, workers=workers, min_span=2)
         assert audit.ok, audit.problems
