@@ -34,13 +34,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import pyarrow as pa
-
 from gateway.alerts import Alert, Thresholds
+from gateway.columns import ColumnData
+from gateway.device_auth import ReplayGuard
 from gateway.errors import StoreMismatchError
 from gateway.keyring import check_current, store_history
 from gateway.readings import Reading, TemperatureReading
-from gateway.store import ALERTS_SCHEMA, READINGS_SCHEMA, BlockRow, Store
+from gateway.store import ALERTS_COLUMNS, BlockRow, Store
 from ledger import (
     ChainBuilder,
     ChainError,
@@ -63,6 +63,7 @@ class Accepted:
     received_ns: int
     reading: Reading
     payload_format: str
+    signed: bool = False  # signed by its device, the signature verified before the commit
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,15 +116,15 @@ def _readings_table(
     envelopes: Sequence[bytes],
     leaves: Sequence[bytes],
     height: int,
-) -> pa.Table:
-    """The batch's rows for the readings table, built column by column for Arrow."""
+) -> dict[str, list[Any]]:
+    """The batch's rows for the readings table, column by column (gateway.columns)."""
     readings = [item.reading for item, _ in fresh]
     temperature = [isinstance(r, TemperatureReading) for r in readings]
 
     def location(name: str) -> list[Any]:
         return [None if t else getattr(r, name) for r, t in zip(readings, temperature, strict=True)]
 
-    columns: dict[str, list[Any]] = {
+    return {
         "block_height": [height] * len(fresh),
         "leaf_index": list(range(len(fresh))),
         "kind": [r.kind for r in readings],
@@ -145,7 +146,6 @@ def _readings_table(
         "envelope": list(envelopes),
         "leaf_hash": list(leaves),
     }
-    return pa.Table.from_pydict(columns, schema=READINGS_SCHEMA)
 
 
 class Anchorer:
@@ -179,6 +179,7 @@ class Anchorer:
         self._last_received_ns = store.last_received_ns() or 0
         self._stale = False  # a commit failed: rebuild from the store before the next one
         self._high = self._load_high_water()
+        self._replays = ReplayGuard(store.highest_seqs(0))
 
     def _window_start(self) -> int:
         return min(self._last_received_ns, self._clock()) - self.duplicate_window_ns
@@ -194,6 +195,7 @@ class Anchorer:
         self._builder = ChainBuilder(self.gateway_id, self.key, self._committed_head())
         self._last_received_ns = self.store.last_received_ns() or 0
         self._high = self._load_high_water()
+        self._replays = ReplayGuard(self.store.highest_seqs(0))
         self._stale = False
 
     def _committed_head(self) -> ChainHead:
@@ -212,26 +214,21 @@ class Anchorer:
         if self._stale:
             self._resume()
         fresh: list[tuple[Accepted, str]] = []
-        seen: set[str] = set()
+        seen: dict[str, bytes] = {}
         rejects: list[dict[str, Any]] = []
         duplicates = 0
         for item in items:
             if isinstance(item, Rejected):
-                rejects.append(
-                    {
-                        "received_ns": item.received_ns,
-                        "topic": item.topic,
-                        "payload": item.payload,
-                        "field": item.field,
-                        "reason": item.reason,
-                    }
-                )
+                rejects.append(_reject_row(item, item.field, item.reason))
                 continue
             key = dedup_key(item)
             if key in seen:
-                duplicates += 1
+                if item.signed and seen[key] != item.payload:
+                    rejects.append(_replay_row(item, -1, conflict=True))
+                else:
+                    duplicates += 1
                 continue
-            seen.add(key)
+            seen[key] = item.payload
             fresh.append((item, key))
         high = self._high
         suspects = [
@@ -243,9 +240,16 @@ class Anchorer:
         if suspects:
             stored = self.store.existing_keys(suspects, self._window_start())
             if stored:
-                duplicates += sum(1 for _, key in fresh if key in stored)
+                conflicts = self._conflicts(fresh, stored)
+                for item, key in fresh:
+                    if key in conflicts:
+                        rejects.append(_replay_row(item, -1, conflict=True))
+                    elif key in stored:
+                        duplicates += 1
                 fresh = [(item, key) for item, key in fresh if key not in stored]
-        table: pa.Table | None = None
+        if any(item.signed for item, _ in fresh):
+            fresh = self._drop_replays(fresh, rejects)
+        table: dict[str, list[Any]] | None = None
         block: BlockRow | None = None
         height: int | None = None
         alerts: list[Alert] = []
@@ -280,14 +284,49 @@ class Anchorer:
                     mark = (reading.device_id, reading.kind)
                     if reading.seq > high.get(mark, -1):
                         high[mark] = reading.seq
+                    self._replays.advance(reading.device_id, reading.kind, reading.seq)
         return Outcome(
-            stored=0 if table is None else table.num_rows,
+            stored=len(fresh) if table is not None else 0,
             duplicates=duplicates,
             rejects=len(rejects),
             height=height,
             committed_ns=self._clock(),
             alerts=tuple(alerts),
         )
+
+    def _conflicts(self, fresh: Sequence[tuple[Accepted, str]], stored: set[str]) -> set[str]:
+        """Keys of signed readings stored with another payload: the same seq, signed twice."""
+        signed = {key: item.payload for item, key in fresh if item.signed and key in stored}
+        if not signed:
+            return set()
+        envelopes = self.store.stored_envelopes(list(signed), self._window_start())
+        conflicts = set()
+        for key, envelope in envelopes.items():
+            try:
+                same = Envelope.from_bytes(envelope).payload == signed[key]
+            except LedgerFormatError:
+                same = False  # an unreadable stored envelope is audit's business
+            if not same:
+                conflicts.add(key)
+        return conflicts
+
+    def _drop_replays(
+        self, fresh: list[tuple[Accepted, str]], rejects: list[dict[str, Any]]
+    ) -> list[tuple[Accepted, str]]:
+        """Signed readings whose seq is not above the last stored (or earlier in the batch)."""
+        kept: list[tuple[Accepted, str]] = []
+        batch_marks: dict[tuple[str, str], int] = {}
+        for item, key in fresh:
+            reading = item.reading
+            if item.signed and reading.seq is not None:
+                mark_key = (reading.device_id, reading.kind)
+                mark = max(self._replays.mark(*mark_key), batch_marks.get(mark_key, -1))
+                if reading.seq <= mark:
+                    rejects.append(_replay_row(item, mark, conflict=False))
+                    continue
+                batch_marks[mark_key] = reading.seq
+            kept.append((item, key))
+        return kept
 
     def _alerts(
         self, fresh: Sequence[tuple[Accepted, str]], height: int, created_ns: int
@@ -323,11 +362,25 @@ def block_row(sealed: SealedBlock) -> BlockRow:
     )
 
 
-def _alerts_table(alerts: Sequence[Alert]) -> pa.Table:
-    return pa.Table.from_pylist(
-        [{name: getattr(alert, name) for name in ALERTS_SCHEMA.names} for alert in alerts],
-        schema=ALERTS_SCHEMA,
-    )
+def _reject_row(item: Accepted | Rejected, field: str, reason: str) -> dict[str, Any]:
+    return {
+        "received_ns": item.received_ns,
+        "topic": item.topic,
+        "payload": item.payload,
+        "field": field,
+        "reason": reason,
+    }
+
+
+def _replay_row(item: Accepted, mark: int, *, conflict: bool) -> dict[str, Any]:
+    reading = item.reading
+    seq = reading.seq if reading.seq is not None else -1
+    reason = ReplayGuard.reason(reading.device_id, reading.kind, seq, mark, conflict)
+    return _reject_row(item, "seq", reason)
+
+
+def _alerts_table(alerts: Sequence[Alert]) -> ColumnData:
+    return {name: [getattr(alert, name) for alert in alerts] for name, _ in ALERTS_COLUMNS}
 
 
 def check_recent_blocks(

@@ -5,8 +5,10 @@ the shipped config/gateway.toml documents. The loader refuses unknown keys, valu
 the wrong type and values out of range, always naming the key (``mqtt.port``).
 Relative paths are taken relative to the working directory. The broker password is
 never read from the TOML: ``mqtt.password_env`` names an environment variable and
-``mqtt.password_file`` a file that hold it. ``[alerts]`` holds nested tables (asset
-kinds, per-asset overrides, regions); :mod:`gateway.alerts` parses it.
+``mqtt.password_file`` a file that hold it. TLS files are read and checked at load
+(:meth:`MqttSection.ssl_context`), and plain TCP to a broker that is not on this
+machine is refused unless ``mqtt.allow_insecure`` says so. ``[alerts]`` holds nested
+tables (asset kinds, per-asset overrides, regions); :mod:`gateway.alerts` parses it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import dataclasses
 import math
 import os
 import re
+import ssl
 import tomllib
 import types
 import typing
@@ -25,6 +28,7 @@ from typing import Any, Literal
 
 from gateway.alerts import AlertsSection
 from gateway.errors import ConfigError
+from gateway.mqtt_tls import TlsFileError, client_context, is_loopback
 from gateway.readings import DEFAULT_TOPIC_TEMPLATE
 from ledger.envelope import MAX_PAYLOAD_BYTES
 
@@ -67,9 +71,11 @@ class MqttSection:
     username: str = ""
     password_env: str = ""
     password_file: Path | None = None
+    tls: bool = False
     tls_ca_file: Path | None = None
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
+    allow_insecure: bool = False
     keepalive: int = 30
     session_expiry: int = 7 * 24 * 3600
     receive_maximum: int = 2000
@@ -123,6 +129,33 @@ class MqttSection:
             "tls_key_file",
             "tls_cert_file and tls_key_file go together",
         )
+        _require(
+            self.uses_tls or self.allow_insecure or is_loopback(self.host),
+            "host",
+            f"{self.host!r} is not a loopback address and TLS is off, so the password and "
+            "the readings would cross the network in clear: set mqtt.tls_ca_file (or "
+            "mqtt.tls = true) to use TLS, or mqtt.allow_insecure = true to accept that",
+        )
+
+    @property
+    def uses_tls(self) -> bool:
+        """TLS is on: ``tls = true`` or any of the TLS files set."""
+        return self.tls or self.tls_ca_file is not None or self.tls_cert_file is not None
+
+    @property
+    def insecure(self) -> bool:
+        """Plain TCP to another machine, allowed by ``allow_insecure`` (worth a warning)."""
+        return not self.uses_tls and not is_loopback(self.host)
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS client context (None without TLS); a bad file is a ConfigError naming it."""
+        if not self.uses_tls:
+            return None
+        try:
+            return client_context(self.tls_ca_file, self.tls_cert_file, self.tls_key_file)
+        except TlsFileError as exc:
+            key = {"ca": "tls_ca_file", "cert": "tls_cert_file", "key": "tls_key_file"}[exc.role]
+            raise ConfigError(f"mqtt.{key}: {exc.problem}") from None
 
     @property
     def topic_filters(self) -> tuple[str, ...]:
@@ -185,7 +218,7 @@ class BatchSection:
 class StoreSection:
     path: Path = Path("data/anchorgate.duckdb")
     duplicate_window: float = 3600.0
-    memory_limit: str = "32MB"
+    memory_limit: str = "24MB"
     threads: int = 1
     verify_blocks_on_start: int = 3
 
@@ -238,6 +271,27 @@ class ApiSection:
 
 
 @dataclass(frozen=True)
+class DevicesSection:
+    """Device authenticity (gateway.devices, gateway.device_auth)."""
+
+    registry: Path | None = None
+    require_signature: bool = False
+    verify_processes: int = 0
+
+    def __post_init__(self) -> None:
+        _require(
+            0 <= self.verify_processes <= 64,
+            "verify_processes",
+            "must be between 0 (a thread) and 64",
+        )
+        _require(
+            self.registry is not None or not self.require_signature,
+            "require_signature",
+            "needs a device registry (devices.registry) to check signatures against",
+        )
+
+
+@dataclass(frozen=True)
 class LogSection:
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["text", "json"] = "text"
@@ -254,6 +308,7 @@ class Config:
     api: ApiSection = field(default_factory=ApiSection)
     log: LogSection = field(default_factory=LogSection)
     alerts: AlertsSection = field(default_factory=AlertsSection)
+    devices: DevicesSection = field(default_factory=DevicesSection)
 
     def __post_init__(self) -> None:
         if self.mqtt.receive_maximum < self.batch.max_readings:
@@ -367,6 +422,7 @@ def parse_config(text: str, environ: Mapping[str, str] | None = None) -> Config:
     if mqtt.password_env and mqtt.password_file is not None:
         raise ConfigError("mqtt.password_file: set password_env or password_file, not both")
     password = _read_password(mqtt, os.environ if environ is None else environ)
+    mqtt.ssl_context()  # read and check the TLS files now, so a bad one stops the start
     sections["mqtt"] = dataclasses.replace(mqtt, password=password)
     return Config(**sections)
 

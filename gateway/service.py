@@ -24,12 +24,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import pyarrow as pa
-
 from gateway.alerts import Alert, Thresholds
 from gateway.anchor import Anchorer, check_recent_blocks
 from gateway.config import Config
 from gateway.decode import Decoder
+from gateway.device_auth import Authenticator
 from gateway.logs import get_logger, log_event
 from gateway.metrics import Metrics, write_health
 from gateway.pipeline import Pipeline
@@ -86,9 +85,10 @@ async def serve(
     """Run the gateway until ``stop`` is set (or SIGTERM/SIGINT); return its final metrics."""
     loop = asyncio.get_running_loop()
     stop = stop if stop is not None else asyncio.Event()
-    # Arrow's default pool (mimalloc) keeps freed memory; the batches are small and
-    # short-lived, so the system allocator keeps the service's footprint lower.
-    pa.set_memory_pool(pa.system_memory_pool())
+    # A broken device registry stops the start (later edits that break it are logged).
+    authenticator = Authenticator.from_path(
+        config.devices.registry, config.devices.require_signature
+    )
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="anchorgate-writer")
     try:
         opened = await loop.run_in_executor(executor, open_store, config, key, clock)
@@ -118,6 +118,8 @@ async def serve(
         config.batch,
         metrics,
         executor,
+        authenticator,
+        config.devices.verify_processes,
     )
     publish = _alert_publisher(config, subscriber, metrics)
     signals = (signal.SIGTERM, signal.SIGINT) if handle_signals else ()

@@ -27,6 +27,14 @@ copies are recognised as duplicates and acked instead).
 Reconnection: one outer loop, capped exponential backoff with jitter, resubscribing
 every time.
 
+Transport security (:mod:`gateway.mqtt_tls`): with TLS the broker's certificate must
+chain to ``mqtt.tls_ca_file`` (or the system CAs) and name the host we dial. A failed
+handshake (an untrusted or misnamed certificate) is logged as ``mqtt.tls_failed`` at
+ERROR with the reason; a broker that drops us for want of a client certificate is
+``mqtt.refused`` saying so. Both are retried with the usual backoff: a fix on the
+broker's side (a renewed certificate) cures them without restarting the gateway.
+Plain TCP to another machine (``mqtt.allow_insecure``) logs ``mqtt.insecure`` at start.
+
 Publishing (alerts): :meth:`Subscriber.publish` hands a QoS 1 message to paho on the
 same connection, without waiting. While we are not connected, or when paho already
 holds ``MAX_QUEUED_PUBLISHES`` unacknowledged messages, it refuses and returns False:
@@ -59,6 +67,7 @@ from gateway.config import Config
 from gateway.errors import BrokerConnectError
 from gateway.logs import get_logger, log_event
 from gateway.metrics import Metrics
+from gateway.mqtt_tls import describe_tls_failure
 from gateway.pipeline import RawMessage
 
 _log = get_logger("mqtt")
@@ -116,6 +125,8 @@ class Subscriber:
         self._loop_thread: int | None = None
         self._pending = 0  # messages handed to the pipeline and not yet acked
         self._paused = False  # socket reads paused because _pending hit receive_maximum
+        self._socket_error: str | None = None  # paho's last error log line (_paho_errors)
+        self._paho_logger = self._paho_errors()
         self.client = self._make_client()
 
     def _make_client(self) -> mqtt.Client:
@@ -130,12 +141,9 @@ class Subscriber:
         client.max_queued_messages_set(MAX_QUEUED_PUBLISHES)
         if mqtt_config.username:
             client.username_pw_set(mqtt_config.username, mqtt_config.password)
-        if mqtt_config.tls_ca_file is not None or mqtt_config.tls_cert_file is not None:
-            client.tls_set(
-                ca_certs=str(mqtt_config.tls_ca_file) if mqtt_config.tls_ca_file else None,
-                certfile=str(mqtt_config.tls_cert_file) if mqtt_config.tls_cert_file else None,
-                keyfile=str(mqtt_config.tls_key_file) if mqtt_config.tls_key_file else None,
-            )
+        context = mqtt_config.ssl_context()  # verifies the chain and the host name
+        if context is not None:
+            client.tls_set_context(context)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
@@ -191,6 +199,15 @@ class Subscriber:
         """Connect, subscribe, and reconnect with backoff until :meth:`stop`."""
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
+        if self._mqtt.insecure:
+            log_event(
+                _log,
+                logging.WARNING,
+                "mqtt.insecure",
+                host=self._mqtt.host,
+                detail="plain TCP to another machine (mqtt.allow_insecure = true): "
+                "the password and readings cross the network unencrypted",
+            )
         attempt = 0
         while not self._stopping:
             was_connected, reason = await self._session()
@@ -213,6 +230,9 @@ class Subscriber:
         self._connack = loop.create_future()
         self._suback = loop.create_future()
         self._lost = loop.create_future()
+        self._socket_error = None
+        # paho's errors are kept only until CONNACK: logging costs per packet after it.
+        self.client.enable_logger(self._paho_logger)
         properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         properties.SessionExpiryInterval = self._mqtt.session_expiry
         properties.ReceiveMaximum = self._mqtt.receive_maximum
@@ -228,7 +248,19 @@ class Subscriber:
                 ),
             )
         except (OSError, ssl.SSLError, ValueError) as exc:
-            return False, f"connect failed: {exc}"
+            tls_problem = describe_tls_failure(exc)
+            if tls_problem is None:
+                return False, f"connect failed: {exc}"
+            log_event(
+                _log,
+                logging.ERROR,
+                "mqtt.tls_failed",
+                host=self._mqtt.host,
+                port=self._mqtt.port,
+                reason=tls_problem,
+                check="mqtt.tls_ca_file, and that the certificate names mqtt.host",
+            )
+            return False, f"TLS handshake failed: {tls_problem}"
         try:
             session_present = await asyncio.wait_for(asyncio.shield(self._connack), CONNECT_TIMEOUT)
         except TimeoutError:
@@ -332,6 +364,7 @@ class Subscriber:
             # Here, not after the await: redelivered messages follow CONNACK in the same
             # read and must carry the new connection's generation.
             self._generation += 1
+            self.client.disable_logger()
             self._connected = True
             future.set_result(bool(flags.session_present))
 
@@ -356,10 +389,42 @@ class Subscriber:
     ) -> None:
         self._connected = False
         self.metrics.connected = False
+        reason = f"disconnected: {reason_code}"
+        socket_error, self._socket_error = self._socket_error, None
+        if socket_error is not None:
+            reason += f" ({socket_error})"
         if self._lost is not None and not self._lost.done():
-            self._lost.set_result(f"disconnected: {reason_code}")
+            self._lost.set_result(reason)
         if self._connack is not None and not self._connack.done():
-            self._connack.set_exception(BrokerConnectError(f"disconnected: {reason_code}"))
+            if socket_error is not None and "CERTIFICATE_REQUIRED" in socket_error.upper():
+                # TLS 1.3: the handshake "succeeds" and the broker's alert arrives
+                # with the first read, before CONNACK.
+                reason = (
+                    "TLS: the broker requires a client certificate: set mqtt.tls_cert_file "
+                    f"and mqtt.tls_key_file ({socket_error})"
+                )
+            self._connack.set_exception(BrokerConnectError(reason))
+
+    def _paho_errors(self) -> logging.Logger:
+        """A private logger for paho that keeps its last ERROR line in ``_socket_error``.
+
+        paho reports a socket error (a TLS alert, a reset) only through its log, just
+        before on_disconnect; the disconnect reason then says what happened. It is
+        attached from CONNECT to CONNACK, where a TLS 1.3 broker's "certificate
+        required" alert arrives. A logger rather than ``on_log``: paho formats every
+        debug line (one per packet) for ``on_log``; a logger at ERROR only checks the
+        level, and once connected it is detached altogether.
+        """
+        subscriber = self
+
+        class _Keep(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                subscriber._socket_error = record.getMessage()
+
+        logger = logging.Logger("anchorgate.paho", logging.ERROR)  # not in the registry
+        logger.propagate = False
+        logger.addHandler(_Keep(logging.ERROR))
+        return logger
 
     def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
         if self._closing:

@@ -53,6 +53,13 @@ def _read_bundle(path: str) -> bytes:
     type=click.Path(dir_okay=False, path_type=Path),
     help="When valid, save this bundle's head here for the next verification.",
 )
+@click.option(
+    "--device-keys",
+    "device_keys_path",
+    type=click.Path(path_type=Path),
+    help="Device public keys: a device registry file or a directory of <device_id>.pub; "
+    "signed readings are then checked against them.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable report.")
 def verify(
     bundle: str,
@@ -60,18 +67,22 @@ def verify(
     head_hex: str | None,
     checkpoint: Path | None,
     save_checkpoint: Path | None,
+    device_keys_path: Path | None,
     as_json: bool,
 ) -> None:
     """Verify a proof bundle offline (no store, no network).
 
     Exit 0 when every check passes, 1 when one fails (the first failure is named),
-    2 on a usage error. BUNDLE may be - for stdin.
+    2 on a usage error. BUNDLE may be - for stdin. Each reading shows its origin:
+    "signed by device X (key id ...)" when its device signed it (checked with
+    --device-keys; a signature that fails exits 1), else "received by gateway G".
 
     \b
     Examples:
       anchorgate verify ship-1.proof.json --key gateway.pub
       anchorgate verify ship-1.proof.json --key gateway.pub --checkpoint last.json \\
           --save-checkpoint last.json
+      anchorgate verify ship-1.proof.json --key gateway.pub --device-keys devices.toml
     """
     from gateway.readapi import parse_head  # noqa: PLC0415
     from gateway.verify_report import render, summarize  # noqa: PLC0415
@@ -91,9 +102,18 @@ def verify(
             trusted = _load_checkpoint(checkpoint, key.key_id.hex())
     except ValueError as exc:
         raise UserError(str(exc)) from None
+    device_keys = None
+    if device_keys_path is not None:
+        from gateway.devices import load_device_keys  # noqa: PLC0415
+        from gateway.errors import ConfigError  # noqa: PLC0415
+
+        try:
+            device_keys = load_device_keys(device_keys_path)
+        except ConfigError as exc:
+            raise UserError(f"--device-keys: {exc}") from None
     data = _read_bundle(bundle)
     report = verify_bundle(data, key, trusted)
-    summary = summarize(report)
+    summary = summarize(report, device_keys)
     if as_json:
         click.echo(json.dumps(summary, indent=1))
     else:
@@ -101,7 +121,7 @@ def verify(
         if not console.is_terminal:
             console = Console(highlight=False, width=160)  # files and pipes: no wrapping
         render(summary, console)
-    if not report.valid:
+    if not report.valid or summary["device_signatures"]["failed"]:
         raise click.exceptions.Exit(EXIT_FAILED)
     if save_checkpoint is not None and report.head is not None and report.head_hash:
         save = {
