@@ -333,6 +333,13 @@ def _resync(verifier: ChainVerifier, header_bytes: bytes, head_after: bytes) -> 
     with contextlib.suppress(FormatError):
         verifier.head = ChainHead.from_bytes(head_after)
     try:
-        return BlockHeader.from_bytes(header_bytes)
+        header = BlockHeader.from_bytes(header_bytes)
     except FormatError:
         return None
+    if header.new_key is not None and header.key_id in verifier.keys:
+        # A rotation that failed another rule (already reported): the blocks after it
+        # are signed by its new key, so check them under that key.
+        new_key = PublicKey(header.new_key)
+        verifier.revoked.update(verifier.keys)
+        verifier.keys = {new_key.key_id: new_key}
+    return header

@@ -211,3 +211,14 @@ def test_config_edit_falls_back_to_an_instruction(tmp_path: Path) -> None:
     updated, _ = update_key_file(plain, Path("keys/b.key"))
     assert updated
     assert load_config(plain).gateway.key_file == Path("keys/b.key")
+
+
+def test_a_damaged_rotation_block_is_one_problem(made: Made, tmp_path: Path) -> None:
+    config_path = write_config(tmp_path, made, made.key)
+    result = rotate_key(load_config(config_path), config_path)
+    with Store.open(made.path) as store:
+        new_key = SigningKey.load(result.new_key_file)
+        commit_batch(store, new_key, 5)
+        store.query("UPDATE blocks SET signature = ? WHERE height = 5", [bytes(64)])
+    audit = audit_file(made.path, made.key.public_key)
+    assert [(p.block, p.reason.split(":")[0]) for p in audit.problems] == [(5, "signature")]
