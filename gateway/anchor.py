@@ -19,7 +19,10 @@ batch, :meth:`Anchorer.commit`:
 
 If the commit fails, the builder is rebuilt from the last committed chain head, so a
 retry seals the same height again. :func:`check_recent_blocks` is the start-up check:
-the newest blocks must verify against the key and against their stored leaves.
+the newest blocks must verify against the key and against their stored leaves, and
+the configured key must be the chain's current key (after ``anchorgate rotate-key``,
+the new one; the blocks before the rotation are checked against the keys of their
+time, see gateway.keyring).
 """
 
 from __future__ import annotations
@@ -35,9 +38,18 @@ from gateway.alerts import Alert, Thresholds
 from gateway.columns import ColumnData
 from gateway.device_auth import ReplayGuard
 from gateway.errors import StoreMismatchError
+from gateway.keyring import check_current, store_history
 from gateway.readings import Reading, TemperatureReading
 from gateway.store import ALERTS_COLUMNS, BlockRow, Store
-from ledger import ChainBuilder, ChainError, ChainHead, ChainVerifier, Envelope, SigningKey
+from ledger import (
+    ChainBuilder,
+    ChainError,
+    ChainHead,
+    ChainVerifier,
+    Envelope,
+    SealedBlock,
+    SigningKey,
+)
 from ledger import FormatError as LedgerFormatError
 from ledger.merkle import MerkleTree, hash_leaf
 
@@ -253,23 +265,9 @@ class Anchorer:
             sealed = self._builder.seal(leaves, first_ns, last_ns, self._clock())
             height = sealed.header.height
             table = _readings_table(fresh, salts, envelope_bytes, leaves, height)
-            header = sealed.header
-            block = BlockRow(
-                height=height,
-                block_hash=sealed.block_hash,
-                prev_hash=header.prev_hash,
-                batch_root=header.batch_root,
-                leaf_count=header.leaf_count,
-                first_received_ns=header.first_received_ns,
-                last_received_ns=header.last_received_ns,
-                created_ns=header.created_ns,
-                key_id=header.key_id,
-                header=sealed.header_bytes,
-                signature=sealed.signature,
-                head_after=sealed.head_after.to_bytes(),
-            )
+            block = block_row(sealed)
             if self.thresholds is not None:
-                alerts = self._alerts(fresh, height, header.created_ns)
+                alerts = self._alerts(fresh, height, sealed.header.created_ns)
         try:
             self.store.commit_batch(
                 table if table is not None else [], block, rejects, _alerts_table(alerts)
@@ -345,6 +343,25 @@ class Anchorer:
         return alerts
 
 
+def block_row(sealed: SealedBlock) -> BlockRow:
+    """The blocks table row of a sealed block."""
+    header = sealed.header
+    return BlockRow(
+        height=header.height,
+        block_hash=sealed.block_hash,
+        prev_hash=header.prev_hash,
+        batch_root=header.batch_root,
+        leaf_count=header.leaf_count,
+        first_received_ns=header.first_received_ns,
+        last_received_ns=header.last_received_ns,
+        created_ns=header.created_ns,
+        key_id=header.key_id,
+        header=sealed.header_bytes,
+        signature=sealed.signature,
+        head_after=sealed.head_after.to_bytes(),
+    )
+
+
 def _reject_row(item: Accepted | Rejected, field: str, reason: str) -> dict[str, Any]:
     return {
         "received_ns": item.received_ns,
@@ -366,9 +383,16 @@ def _alerts_table(alerts: Sequence[Alert]) -> ColumnData:
     return {name: [getattr(alert, name) for alert in alerts] for name, _ in ALERTS_COLUMNS}
 
 
-def check_recent_blocks(store: Store, key: SigningKey, gateway_id: str, count: int) -> int:
-    """Verify the newest ``count`` blocks against the key, the chain head and their leaves.
+def check_recent_blocks(
+    store: Store,
+    key: SigningKey,
+    gateway_id: str,
+    count: int,
+    setting: str = "gateway.key_file",
+) -> int:
+    """Verify the newest ``count`` blocks against the keys, the chain head and their leaves.
 
+    ``key`` must be the chain's current key (``setting`` names where it came from).
     Returns the number of blocks checked; raises StoreMismatchError naming the first
     bad block.
     """
@@ -391,14 +415,22 @@ def check_recent_blocks(store: Store, key: SigningKey, gateway_id: str, count: i
     if first > 0:
         before = store.blocks(first - 1, first)
         start = _head_of(before[0]) if before else start
-    verifier = ChainVerifier({key.key_id: key.public_key}, gateway_id, start)
+    history = store_history(store.query, store.get_meta, key.public_key)
+    stored_key = store.get_meta("key_id")
+    if not history.rotations and stored_key is not None and stored_key != key.key_id:
+        raise StoreMismatchError(
+            f"{setting} holds key {key.key_id.hex()[:16]}, but the chain's current key is "
+            f"{stored_key.hex()[:16]}"
+        )
+    keys, revoked = history.verifier_keys(first)
+    verifier = ChainVerifier(keys, gateway_id, start, revoked)
     blocks = store.blocks(first, head.height)
     for block in blocks:
         where = f"store: block {block.height}"
         try:
             header = verifier.feed(block.header, block.signature)
         except ChainError as exc:
-            raise StoreMismatchError(f"{where} does not verify: {exc}") from None
+            raise StoreMismatchError(f"{where} does not verify ({exc.reason}): {exc}") from None
         leaves = store.block_leaves(block.height)
         if len(leaves) != header.leaf_count:
             raise StoreMismatchError(
@@ -411,6 +443,7 @@ def check_recent_blocks(store: Store, key: SigningKey, gateway_id: str, count: i
             raise StoreMismatchError(f"{where}: its readings do not hash to the batch root")
     if verifier.head.to_bytes() != head.to_bytes():
         raise StoreMismatchError("store: the chain head in meta does not follow from the blocks")
+    check_current(history, key.public_key, setting)
     return len(blocks)
 
 

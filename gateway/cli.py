@@ -155,6 +155,7 @@ def _register_commands() -> None:
         "gateway.demo:demo",
         "gateway.report_cli:COMMANDS",
         "gateway.devices_cli:COMMANDS",
+        "gateway.rotation_cli:rotate_key_command",
     ]
 
 

@@ -430,10 +430,13 @@ class Store:
         block: BlockRow | None,
         rejects: ColumnData | Sequence[Mapping[str, Any]],
         alerts: ColumnData | Sequence[Mapping[str, Any]] = (),
+        meta: Mapping[str, bytes] | None = None,
     ) -> None:
         """Write one batch in ONE transaction: readings, their block, rejects, alerts, head.
 
         Each table's rows come as a column batch (gateway.columns) or as row dictionaries.
+        ``meta`` entries are written in the same transaction (a key rotation's new
+        ``key_id``).
         """
         batches = {
             table: _as_columns(_BATCH_TABLES[table], data)
@@ -455,6 +458,8 @@ class Store:
                 self._con.execute(
                     "INSERT OR REPLACE INTO meta VALUES ('chain_head', ?)", [block.head_after]
                 )
+            for key, value in (meta or {}).items():
+                self._con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, value])
             for table in ("rejects", "alerts"):
                 if batches[table][1]:
                     self._insert(table, batches[table][0])

@@ -30,6 +30,7 @@ from ledger import (
     VerifiedReading,
 )
 from ledger.device_sig import SignedReading, is_signed_reading
+from ledger.keys import key_id_of
 
 _TOPIC = topic_pattern(DEFAULT_TOPIC_TEMPLATE)
 _VALUE_FIELDS = ("celsius", "lat", "lon", "alt_m", "speed_mps", "accuracy_m")
@@ -159,6 +160,15 @@ def summarize(
         }
     if report.extends is not None:
         summary["extends"] = report.extends.hex()
+    if report.rotations:
+        summary["rotations"] = [
+            {
+                "height": header.height,
+                "old_key_id": header.key_id.hex(),
+                "new_key_id": key_id_of(header.new_key or b"").hex(),
+            }
+            for header in report.rotations
+        ]
     rows = [reading_row(item, device_keys) for item in report.readings]
     summary["readings"] = rows
     outcomes = [row["device_signature"] for row in rows]
@@ -230,6 +240,11 @@ def render(summary: dict[str, Any], console: Console) -> None:
     )
     if "extends" in summary:
         console.print(f"That head extends the older head {summary['extends']}.")
+    for rotation in summary.get("rotations", []):
+        console.print(
+            f"Key rotation at block {rotation['height']}: key {rotation['old_key_id'][:16]} "
+            f"handed the chain to key {rotation['new_key_id'][:16]}."
+        )
     console.print(f"Received between {summary['first_received']} and {summary['last_received']}.")
     for device, info in summary["devices"].items():
         assets = ", ".join(info["assets"]) or "no asset"
