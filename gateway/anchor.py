@@ -90,6 +90,7 @@ class Outcome:
     height: int | None
     committed_ns: int
     alerts: tuple[Alert, ...] = ()
+    block: BlockRow | None = None  # the block committed, if the batch made one
 
 
 def random_salts(count: int) -> list[bytes]:
@@ -292,6 +293,7 @@ class Anchorer:
             height=height,
             committed_ns=self._clock(),
             alerts=tuple(alerts),
+            block=block,
         )
 
     def _conflicts(self, fresh: Sequence[tuple[Accepted, str]], stored: set[str]) -> set[str]:

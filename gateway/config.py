@@ -54,6 +54,7 @@ def _require(ok: bool, key: str, problem: str) -> None:
 class GatewaySection:
     id: str = "gw-01"
     key_file: Path = Path("keys/gateway.key")
+    checkpoint_topic: str = "anchorgate/checkpoints/{gateway_id}"
 
     def __post_init__(self) -> None:
         _require(
@@ -61,6 +62,18 @@ class GatewaySection:
             "id",
             "must be 1 to 64 letters, digits or _ . : - starting with a letter or digit",
         )
+        rest = self.checkpoint_topic.replace("{gateway_id}", "")
+        _require(
+            re.search(r"[+#{}\x00]", rest) is None and not rest.startswith("$"),
+            "checkpoint_topic",
+            "must be an MQTT topic without + # or a leading $; {gateway_id} is the only "
+            "placeholder",
+        )
+
+    @property
+    def checkpoints(self) -> str | None:
+        """The topic checkpoints go to, or None when they are off (empty topic)."""
+        return self.checkpoint_topic.replace("{gateway_id}", self.id) or None
 
 
 @dataclass(frozen=True)

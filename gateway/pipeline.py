@@ -39,6 +39,7 @@ from gateway.device_auth import Authenticator, PendingSignature, verify_pending
 from gateway.errors import DecodeError, StoreError
 from gateway.logs import get_logger, log_event
 from gateway.metrics import Metrics
+from gateway.store import BlockRow
 
 _log = get_logger("pipeline")
 
@@ -77,6 +78,7 @@ def _verifier(processes: int) -> Executor:
 
 Ack = Callable[[Sequence[RawMessage]], None]
 Publish = Callable[[Sequence[Alert]], None]
+Checkpointer = Callable[[BlockRow], None]
 
 
 class Pipeline:
@@ -137,11 +139,16 @@ class Pipeline:
         source: AsyncIterable[Sequence[RawMessage]],
         ack: Ack,
         publish: Publish | None = None,
+        checkpoint: Checkpointer | None = None,
     ) -> None:
-        """Process ``source`` until it ends; the last batch is committed and acked."""
+        """Process ``source`` until it ends; the last batch is committed and acked.
+
+        After each commit, ``publish`` gets the batch's alerts and ``checkpoint`` its
+        block (gateway.checkpoints); a failure in either never stops ingestion.
+        """
         try:
             async with asyncio.TaskGroup() as group:
-                group.create_task(self._write(ack, publish), name="write")
+                group.create_task(self._write(ack, publish, checkpoint), name="write")
                 try:
                     async for chunk in source:
                         for message in chunk:
@@ -184,7 +191,9 @@ class Pipeline:
             self._closed.put_nowait(batch)
             self._batch = Batch()
 
-    async def _write(self, ack: Ack, publish: Publish | None) -> None:
+    async def _write(
+        self, ack: Ack, publish: Publish | None, checkpoint: Checkpointer | None
+    ) -> None:
         loop = asyncio.get_running_loop()
         while (batch := await self._closed.get()) is not None:
             if batch.verified is not None:
@@ -224,6 +233,11 @@ class Pipeline:
             if outcome.height is not None:
                 metrics.blocks += 1
                 metrics.height = outcome.height + 1
+            if outcome.block is not None and checkpoint is not None:
+                try:
+                    checkpoint(outcome.block)
+                except Exception as exc:
+                    log_event(_log, logging.ERROR, "checkpoint.publish_failed", error=repr(exc))
             log_event(
                 _log,
                 logging.DEBUG,

@@ -27,13 +27,14 @@ from typing import TYPE_CHECKING
 
 from gateway.alerts import Alert, Thresholds
 from gateway.anchor import Anchorer, check_recent_blocks
+from gateway.checkpoints import Checkpoint
 from gateway.config import Config
 from gateway.decode import Decoder
 from gateway.device_auth import Authenticator
 from gateway.logs import get_logger, log_event
 from gateway.metrics import Metrics, write_health
 from gateway.pipeline import Pipeline
-from gateway.store import Store
+from gateway.store import BlockRow, Store
 from gateway.subscriber import Subscriber
 from ledger import SigningKey
 
@@ -153,7 +154,13 @@ async def serve(
         async with asyncio.TaskGroup() as group:
             receive = group.create_task(subscriber.run(), name="receive")
             work = group.create_task(
-                pipeline.run(subscriber.messages(), subscriber.ack, publish), name="pipeline"
+                pipeline.run(
+                    subscriber.messages(),
+                    subscriber.ack,
+                    publish,
+                    _checkpoint_publisher(config, subscriber, metrics),
+                ),
+                name="pipeline",
             )
             health = group.create_task(_health_loop(config, metrics), name="health")
             metrics.state = "running"
@@ -213,6 +220,23 @@ def _alert_publisher(
             # The alerts table holds them; a subscriber that missed them reads it.
             metrics.alerts_unpublished += missed
             log_event(_log, logging.WARNING, "alert.unpublished", count=missed, see="alerts table")
+
+    return publish
+
+
+def _checkpoint_publisher(
+    config: Config, subscriber: Subscriber, metrics: Metrics
+) -> Callable[[BlockRow], None] | None:
+    """Publish each committed block's signed header (gateway.checkpoints), retained."""
+    topic = config.gateway.checkpoints
+    if topic is None:
+        return None
+
+    def publish(block: BlockRow) -> None:
+        message = Checkpoint(block.header, block.signature).to_json()
+        if not subscriber.publish(topic, message, retain=True):
+            # The blocks table holds every header; the next block's checkpoint follows.
+            metrics.checkpoints_unpublished += 1
 
     return publish
 

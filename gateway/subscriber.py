@@ -191,12 +191,12 @@ class Subscriber:
             if sock is not None:
                 self._watch(sock)
 
-    def publish(self, topic: str, payload: bytes) -> bool:
+    def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> bool:
         """Send a QoS 1 message without waiting; False if it cannot be sent now."""
         if not self._connected:
             return False
         try:
-            info = self.client.publish(topic, payload, qos=1)
+            info = self.client.publish(topic, payload, qos=1, retain=retain)
         except ValueError:  # a topic paho refuses (wildcards, too long)
             return False
         return info.rc == mqtt.MQTT_ERR_SUCCESS

@@ -12,11 +12,15 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
 
 from gateway.cli_errors import EXIT_FAILED, UserError
+
+if TYPE_CHECKING:
+    from ledger import PublicKey
 
 MAX_BUNDLE_FILE = 64 * 1024 * 1024
 
@@ -46,7 +50,8 @@ def _read_bundle(path: str) -> bytes:
 @click.option(
     "--checkpoint",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="A checkpoint file saved by an earlier --save-checkpoint: its head is trusted.",
+    help="A checkpoint file saved by an earlier --save-checkpoint, or a checkpoint message "
+    "the gateway published (anchorgate-checkpoint/1, signature checked): its head is trusted.",
 )
 @click.option(
     "--save-checkpoint",
@@ -99,7 +104,7 @@ def verify(
         if head_hex:
             trusted = parse_head(head_hex, "--head")
         elif checkpoint:
-            trusted = _load_checkpoint(checkpoint, key.key_id.hex())
+            trusted = _load_checkpoint(checkpoint, key)
     except ValueError as exc:
         raise UserError(str(exc)) from None
     device_keys = None
@@ -136,13 +141,25 @@ def verify(
             raise UserError(f"cannot write {save_checkpoint}: {exc.strerror}") from None
 
 
-def _load_checkpoint(path: Path, key_id: str) -> bytes:
+def _load_checkpoint(path: Path, key: PublicKey) -> bytes:
+    from gateway.checkpoints import CHECKPOINT_FORMAT, Checkpoint  # noqa: PLC0415
     from gateway.readapi import parse_head  # noqa: PLC0415
+    from ledger import LedgerError  # noqa: PLC0415
 
+    key_id = key.key_id.hex()
     try:
-        data = json.loads(path.read_text())
+        text = path.read_bytes()
+        data = json.loads(text)
     except (OSError, ValueError) as exc:
         raise ValueError(f"--checkpoint {path}: not a checkpoint file ({exc})") from None
+    if isinstance(data, dict) and data.get("format") == CHECKPOINT_FORMAT:
+        # A message the gateway published (gateway.checkpoints): trusted once it verifies.
+        try:
+            published = Checkpoint.from_json(text)
+            published.verify(key)
+        except LedgerError as exc:
+            raise ValueError(f"--checkpoint {path}: {exc}") from None
+        return published.block_hash
     if not isinstance(data, dict) or not isinstance(data.get("head_hash"), str):
         raise ValueError(f"--checkpoint {path}: no head_hash in it")
     if data.get("key_id") != key_id:
