@@ -19,7 +19,10 @@ batch, :meth:`Anchorer.commit`:
 
 If the commit fails, the builder is rebuilt from the last committed chain head, so a
 retry seals the same height again. :func:`check_recent_blocks` is the start-up check:
-the newest blocks must verify against the key and against their stored leaves.
+the newest blocks must verify against the key and against their stored leaves, and
+the configured key must be the chain's current key (after ``anchorgate rotate-key``,
+the new one; the blocks before the rotation are checked against the keys of their
+time, see gateway.keyring).
 """
 
 from __future__ import annotations
@@ -31,13 +34,22 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import pyarrow as pa
-
 from gateway.alerts import Alert, Thresholds
+from gateway.columns import ColumnData
+from gateway.device_auth import ReplayGuard
 from gateway.errors import StoreMismatchError
+from gateway.keyring import check_current, store_history
 from gateway.readings import Reading, TemperatureReading
-from gateway.store import ALERTS_SCHEMA, READINGS_SCHEMA, BlockRow, Store
-from ledger import ChainBuilder, ChainError, ChainHead, ChainVerifier, Envelope, SigningKey
+from gateway.store import ALERTS_COLUMNS, BlockRow, Store
+from ledger import (
+    ChainBuilder,
+    ChainError,
+    ChainHead,
+    ChainVerifier,
+    Envelope,
+    SealedBlock,
+    SigningKey,
+)
 from ledger import FormatError as LedgerFormatError
 from ledger.merkle import MerkleTree, hash_leaf
 
@@ -51,6 +63,7 @@ class Accepted:
     received_ns: int
     reading: Reading
     payload_format: str
+    signed: bool = False  # signed by its device, the signature verified before the commit
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +90,7 @@ class Outcome:
     height: int | None
     committed_ns: int
     alerts: tuple[Alert, ...] = ()
+    block: BlockRow | None = None  # the block committed, if the batch made one
 
 
 def random_salts(count: int) -> list[bytes]:
@@ -103,15 +117,15 @@ def _readings_table(
     envelopes: Sequence[bytes],
     leaves: Sequence[bytes],
     height: int,
-) -> pa.Table:
-    """The batch's rows for the readings table, built column by column for Arrow."""
+) -> dict[str, list[Any]]:
+    """The batch's rows for the readings table, column by column (gateway.columns)."""
     readings = [item.reading for item, _ in fresh]
     temperature = [isinstance(r, TemperatureReading) for r in readings]
 
     def location(name: str) -> list[Any]:
         return [None if t else getattr(r, name) for r, t in zip(readings, temperature, strict=True)]
 
-    columns: dict[str, list[Any]] = {
+    return {
         "block_height": [height] * len(fresh),
         "leaf_index": list(range(len(fresh))),
         "kind": [r.kind for r in readings],
@@ -133,7 +147,6 @@ def _readings_table(
         "envelope": list(envelopes),
         "leaf_hash": list(leaves),
     }
-    return pa.Table.from_pydict(columns, schema=READINGS_SCHEMA)
 
 
 class Anchorer:
@@ -167,6 +180,7 @@ class Anchorer:
         self._last_received_ns = store.last_received_ns() or 0
         self._stale = False  # a commit failed: rebuild from the store before the next one
         self._high = self._load_high_water()
+        self._replays = ReplayGuard(store.highest_seqs(0))
 
     def _window_start(self) -> int:
         return min(self._last_received_ns, self._clock()) - self.duplicate_window_ns
@@ -182,6 +196,7 @@ class Anchorer:
         self._builder = ChainBuilder(self.gateway_id, self.key, self._committed_head())
         self._last_received_ns = self.store.last_received_ns() or 0
         self._high = self._load_high_water()
+        self._replays = ReplayGuard(self.store.highest_seqs(0))
         self._stale = False
 
     def _committed_head(self) -> ChainHead:
@@ -200,26 +215,21 @@ class Anchorer:
         if self._stale:
             self._resume()
         fresh: list[tuple[Accepted, str]] = []
-        seen: set[str] = set()
+        seen: dict[str, bytes] = {}
         rejects: list[dict[str, Any]] = []
         duplicates = 0
         for item in items:
             if isinstance(item, Rejected):
-                rejects.append(
-                    {
-                        "received_ns": item.received_ns,
-                        "topic": item.topic,
-                        "payload": item.payload,
-                        "field": item.field,
-                        "reason": item.reason,
-                    }
-                )
+                rejects.append(_reject_row(item, item.field, item.reason))
                 continue
             key = dedup_key(item)
             if key in seen:
-                duplicates += 1
+                if item.signed and seen[key] != item.payload:
+                    rejects.append(_replay_row(item, -1, conflict=True))
+                else:
+                    duplicates += 1
                 continue
-            seen.add(key)
+            seen[key] = item.payload
             fresh.append((item, key))
         high = self._high
         suspects = [
@@ -231,9 +241,16 @@ class Anchorer:
         if suspects:
             stored = self.store.existing_keys(suspects, self._window_start())
             if stored:
-                duplicates += sum(1 for _, key in fresh if key in stored)
+                conflicts = self._conflicts(fresh, stored)
+                for item, key in fresh:
+                    if key in conflicts:
+                        rejects.append(_replay_row(item, -1, conflict=True))
+                    elif key in stored:
+                        duplicates += 1
                 fresh = [(item, key) for item, key in fresh if key not in stored]
-        table: pa.Table | None = None
+        if any(item.signed for item, _ in fresh):
+            fresh = self._drop_replays(fresh, rejects)
+        table: dict[str, list[Any]] | None = None
         block: BlockRow | None = None
         height: int | None = None
         alerts: list[Alert] = []
@@ -249,23 +266,9 @@ class Anchorer:
             sealed = self._builder.seal(leaves, first_ns, last_ns, self._clock())
             height = sealed.header.height
             table = _readings_table(fresh, salts, envelope_bytes, leaves, height)
-            header = sealed.header
-            block = BlockRow(
-                height=height,
-                block_hash=sealed.block_hash,
-                prev_hash=header.prev_hash,
-                batch_root=header.batch_root,
-                leaf_count=header.leaf_count,
-                first_received_ns=header.first_received_ns,
-                last_received_ns=header.last_received_ns,
-                created_ns=header.created_ns,
-                key_id=header.key_id,
-                header=sealed.header_bytes,
-                signature=sealed.signature,
-                head_after=sealed.head_after.to_bytes(),
-            )
+            block = block_row(sealed)
             if self.thresholds is not None:
-                alerts = self._alerts(fresh, height, header.created_ns)
+                alerts = self._alerts(fresh, height, sealed.header.created_ns)
         try:
             self.store.commit_batch(
                 table if table is not None else [], block, rejects, _alerts_table(alerts)
@@ -282,14 +285,50 @@ class Anchorer:
                     mark = (reading.device_id, reading.kind)
                     if reading.seq > high.get(mark, -1):
                         high[mark] = reading.seq
+                    self._replays.advance(reading.device_id, reading.kind, reading.seq)
         return Outcome(
-            stored=0 if table is None else table.num_rows,
+            stored=len(fresh) if table is not None else 0,
             duplicates=duplicates,
             rejects=len(rejects),
             height=height,
             committed_ns=self._clock(),
             alerts=tuple(alerts),
+            block=block,
         )
+
+    def _conflicts(self, fresh: Sequence[tuple[Accepted, str]], stored: set[str]) -> set[str]:
+        """Keys of signed readings stored with another payload: the same seq, signed twice."""
+        signed = {key: item.payload for item, key in fresh if item.signed and key in stored}
+        if not signed:
+            return set()
+        envelopes = self.store.stored_envelopes(list(signed), self._window_start())
+        conflicts = set()
+        for key, envelope in envelopes.items():
+            try:
+                same = Envelope.from_bytes(envelope).payload == signed[key]
+            except LedgerFormatError:
+                same = False  # an unreadable stored envelope is audit's business
+            if not same:
+                conflicts.add(key)
+        return conflicts
+
+    def _drop_replays(
+        self, fresh: list[tuple[Accepted, str]], rejects: list[dict[str, Any]]
+    ) -> list[tuple[Accepted, str]]:
+        """Signed readings whose seq is not above the last stored (or earlier in the batch)."""
+        kept: list[tuple[Accepted, str]] = []
+        batch_marks: dict[tuple[str, str], int] = {}
+        for item, key in fresh:
+            reading = item.reading
+            if item.signed and reading.seq is not None:
+                mark_key = (reading.device_id, reading.kind)
+                mark = max(self._replays.mark(*mark_key), batch_marks.get(mark_key, -1))
+                if reading.seq <= mark:
+                    rejects.append(_replay_row(item, mark, conflict=False))
+                    continue
+                batch_marks[mark_key] = reading.seq
+            kept.append((item, key))
+        return kept
 
     def _alerts(
         self, fresh: Sequence[tuple[Accepted, str]], height: int, created_ns: int
@@ -306,16 +345,56 @@ class Anchorer:
         return alerts
 
 
-def _alerts_table(alerts: Sequence[Alert]) -> pa.Table:
-    return pa.Table.from_pylist(
-        [{name: getattr(alert, name) for name in ALERTS_SCHEMA.names} for alert in alerts],
-        schema=ALERTS_SCHEMA,
+def block_row(sealed: SealedBlock) -> BlockRow:
+    """The blocks table row of a sealed block."""
+    header = sealed.header
+    return BlockRow(
+        height=header.height,
+        block_hash=sealed.block_hash,
+        prev_hash=header.prev_hash,
+        batch_root=header.batch_root,
+        leaf_count=header.leaf_count,
+        first_received_ns=header.first_received_ns,
+        last_received_ns=header.last_received_ns,
+        created_ns=header.created_ns,
+        key_id=header.key_id,
+        header=sealed.header_bytes,
+        signature=sealed.signature,
+        head_after=sealed.head_after.to_bytes(),
     )
 
 
-def check_recent_blocks(store: Store, key: SigningKey, gateway_id: str, count: int) -> int:
-    """Verify the newest ``count`` blocks against the key, the chain head and their leaves.
+def _reject_row(item: Accepted | Rejected, field: str, reason: str) -> dict[str, Any]:
+    return {
+        "received_ns": item.received_ns,
+        "topic": item.topic,
+        "payload": item.payload,
+        "field": field,
+        "reason": reason,
+    }
 
+
+def _replay_row(item: Accepted, mark: int, *, conflict: bool) -> dict[str, Any]:
+    reading = item.reading
+    seq = reading.seq if reading.seq is not None else -1
+    reason = ReplayGuard.reason(reading.device_id, reading.kind, seq, mark, conflict)
+    return _reject_row(item, "seq", reason)
+
+
+def _alerts_table(alerts: Sequence[Alert]) -> ColumnData:
+    return {name: [getattr(alert, name) for alert in alerts] for name, _ in ALERTS_COLUMNS}
+
+
+def check_recent_blocks(
+    store: Store,
+    key: SigningKey,
+    gateway_id: str,
+    count: int,
+    setting: str = "gateway.key_file",
+) -> int:
+    """Verify the newest ``count`` blocks against the keys, the chain head and their leaves.
+
+    ``key`` must be the chain's current key (``setting`` names where it came from).
     Returns the number of blocks checked; raises StoreMismatchError naming the first
     bad block.
     """
@@ -338,14 +417,22 @@ def check_recent_blocks(store: Store, key: SigningKey, gateway_id: str, count: i
     if first > 0:
         before = store.blocks(first - 1, first)
         start = _head_of(before[0]) if before else start
-    verifier = ChainVerifier({key.key_id: key.public_key}, gateway_id, start)
+    history = store_history(store.query, store.get_meta, key.public_key)
+    stored_key = store.get_meta("key_id")
+    if not history.rotations and stored_key is not None and stored_key != key.key_id:
+        raise StoreMismatchError(
+            f"{setting} holds key {key.key_id.hex()[:16]}, but the chain's current key is "
+            f"{stored_key.hex()[:16]}"
+        )
+    keys, revoked = history.verifier_keys(first)
+    verifier = ChainVerifier(keys, gateway_id, start, revoked)
     blocks = store.blocks(first, head.height)
     for block in blocks:
         where = f"store: block {block.height}"
         try:
             header = verifier.feed(block.header, block.signature)
         except ChainError as exc:
-            raise StoreMismatchError(f"{where} does not verify: {exc}") from None
+            raise StoreMismatchError(f"{where} does not verify ({exc.reason}): {exc}") from None
         leaves = store.block_leaves(block.height)
         if len(leaves) != header.leaf_count:
             raise StoreMismatchError(
@@ -358,6 +445,7 @@ def check_recent_blocks(store: Store, key: SigningKey, gateway_id: str, count: i
             raise StoreMismatchError(f"{where}: its readings do not hash to the batch root")
     if verifier.head.to_bytes() != head.to_bytes():
         raise StoreMismatchError("store: the chain head in meta does not follow from the blocks")
+    check_current(history, key.public_key, setting)
     return len(blocks)
 
 

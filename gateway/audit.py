@@ -4,7 +4,9 @@ The audit walks the blocks table and the readings table side by side in height o
 (two streamed queries merged, one block's readings in memory at a time) and checks:
 
 - every header against the chain (signature, height, previous hash, block log root,
-  time order: ``ledger.ChainVerifier``), the stored block hash against the header,
+  time order: ``ledger.ChainVerifier``), following key rotations from the trusted
+  (original) key: a block signed by a key a rotation revoked is ``revoked-key``, by
+  any other key ``unknown-key``; the stored block hash against the header,
   the stored header columns against the header, and the stored chain head after each
   block and in ``meta``;
 - every reading's envelope against its leaf hash, its salt, topic and receive-time
@@ -36,6 +38,8 @@ from gateway.audit_rows import (
     check_batch,
     check_block_columns,
 )
+from gateway.errors import StoreMismatchError
+from gateway.keyring import ROTATIONS_SQL, KeyHistory, read_rotations
 from gateway.reader import StoreReader
 from ledger import (
     ChainError,
@@ -94,13 +98,19 @@ def _global_checks(reader: StoreReader, key: PublicKey, trusted_head: bytes | No
                 "removed or the chain was replaced",
             )
     stored_key = reader.meta("key_id")
-    if stored_key is not None and stored_key != key.key_id:
+    try:
+        current = _history(reader, key).current
+    except StoreMismatchError as exc:
+        report.add("blocks", "rotations", None, str(exc))
+        current = key
+    if stored_key is not None and stored_key != current.key_id:
         report.add(
             "meta",
             "key_id",
             None,
-            f"the store was signed by key {stored_key.hex()[:16]}, not the trusted key "
-            f"{key.key_id.hex()[:16]}",
+            f"the store's current key is {stored_key.hex()[:16]}, but following the key "
+            f"rotations from the trusted key {key.key_id.hex()[:16]} leads to "
+            f"{current.key_id.hex()[:16]}",
         )
     has_alerts = reader.one(
         "SELECT count(*) FROM information_schema.tables WHERE table_name = 'alerts'"
@@ -154,7 +164,15 @@ def _walk(
             start = ChainHead.from_bytes(span.head)
         except FormatError as exc:
             report.add("blocks", f"height {span.start}", span.start, f"unreadable head: {exc}")
-    verifier = ChainVerifier({key.key_id: key}, gateway_id, start)
+    keys, revoked = {key.key_id: key}, frozenset[bytes]()
+    if span.start is not None:
+        # A range that starts mid-chain starts with the key of its time; the ranges
+        # before it verify the rotation blocks that say so.
+        try:
+            keys, revoked = _history(reader, key).verifier_keys(span.start)
+        except StoreMismatchError as exc:
+            report.add("blocks", f"height {span.start}", span.start, str(exc))
+    verifier = ChainVerifier(keys, gateway_id, start, revoked)
     bounds = [
         -(2**62) if span.start is None else span.start,
         2**62 if span.stop is None else span.stop,
@@ -182,6 +200,11 @@ def _walk(
             progress(1)
     readings.rest(report)
     return verifier.head
+
+
+def _history(reader: StoreReader, key: PublicKey) -> KeyHistory:
+    """The key history from the store's rotation blocks, starting at the trusted key."""
+    return KeyHistory(key, read_rotations(reader.all(ROTATIONS_SQL)))
 
 
 def _finish(reader: StoreReader, head: ChainHead, report: AuditReport) -> AuditReport:
@@ -310,6 +333,13 @@ def _resync(verifier: ChainVerifier, header_bytes: bytes, head_after: bytes) -> 
     with contextlib.suppress(FormatError):
         verifier.head = ChainHead.from_bytes(head_after)
     try:
-        return BlockHeader.from_bytes(header_bytes)
+        header = BlockHeader.from_bytes(header_bytes)
     except FormatError:
         return None
+    if header.new_key is not None and header.key_id in verifier.keys:
+        # A rotation that failed another rule (already reported): the blocks after it
+        # are signed by its new key, so check them under that key.
+        new_key = PublicKey(header.new_key)
+        verifier.revoked.update(verifier.keys)
+        verifier.keys = {new_key.key_id: new_key}
+    return header

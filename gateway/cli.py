@@ -154,6 +154,8 @@ def _register_commands() -> None:
         "gateway.verify_cli:verify",
         "gateway.demo:demo",
         "gateway.report_cli:COMMANDS",
+        "gateway.devices_cli:COMMANDS",
+        "gateway.rotation_cli:rotate_key_command",
     ]
 
 

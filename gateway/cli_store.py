@@ -42,7 +42,7 @@ def configured(config_path: Path | None) -> Configured:
     from gateway.config import load_config  # noqa: PLC0415
 
     try:
-        config = load_config(config_path)
+        config = load_config(config_path, broker_secrets=False)
     except ConfigError as exc:
         raise UserError(f"-c: {exc}") from None
     return Configured(

@@ -5,8 +5,10 @@ the shipped config/gateway.toml documents. The loader refuses unknown keys, valu
 the wrong type and values out of range, always naming the key (``mqtt.port``).
 Relative paths are taken relative to the working directory. The broker password is
 never read from the TOML: ``mqtt.password_env`` names an environment variable and
-``mqtt.password_file`` a file that hold it. ``[alerts]`` holds nested tables (asset
-kinds, per-asset overrides, regions); :mod:`gateway.alerts` parses it.
+``mqtt.password_file`` a file that hold it. TLS files are read and checked at load
+(:meth:`MqttSection.ssl_context`), and plain TCP to a broker that is not on this
+machine is refused unless ``mqtt.allow_insecure`` says so. ``[alerts]`` holds nested
+tables (asset kinds, per-asset overrides, regions); :mod:`gateway.alerts` parses it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import dataclasses
 import math
 import os
 import re
+import ssl
 import tomllib
 import types
 import typing
@@ -25,6 +28,7 @@ from typing import Any, Literal
 
 from gateway.alerts import AlertsSection
 from gateway.errors import ConfigError
+from gateway.mqtt_tls import TlsFileError, client_context, is_loopback
 from gateway.readings import DEFAULT_TOPIC_TEMPLATE
 from ledger.envelope import MAX_PAYLOAD_BYTES, MAX_TOPIC_BYTES
 
@@ -50,6 +54,7 @@ def _require(ok: bool, key: str, problem: str) -> None:
 class GatewaySection:
     id: str = "gw-01"
     key_file: Path = Path("keys/gateway.key")
+    checkpoint_topic: str = "anchorgate/checkpoints/{gateway_id}"
 
     def __post_init__(self) -> None:
         _require(
@@ -57,6 +62,18 @@ class GatewaySection:
             "id",
             "must be 1 to 64 letters, digits or _ . : - starting with a letter or digit",
         )
+        rest = self.checkpoint_topic.replace("{gateway_id}", "")
+        _require(
+            re.search(r"[+#{}\x00]", rest) is None and not rest.startswith("$"),
+            "checkpoint_topic",
+            "must be an MQTT topic without + # or a leading $; {gateway_id} is the only "
+            "placeholder",
+        )
+
+    @property
+    def checkpoints(self) -> str | None:
+        """The topic checkpoints go to, or None when they are off (empty topic)."""
+        return self.checkpoint_topic.replace("{gateway_id}", self.id) or None
 
 
 @dataclass(frozen=True)
@@ -67,9 +84,11 @@ class MqttSection:
     username: str = ""
     password_env: str = ""
     password_file: Path | None = None
+    tls: bool = False
     tls_ca_file: Path | None = None
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
+    allow_insecure: bool = False
     keepalive: int = 30
     session_expiry: int = 7 * 24 * 3600
     receive_maximum: int = 2000
@@ -78,6 +97,9 @@ class MqttSection:
     shared_group: str = ""
     reconnect_min_delay: float = 0.5
     reconnect_max_delay: float = 30.0
+    # "3.1.1" for a broker without MQTT 5 (the demo's embedded one): no properties;
+    # session_expiry > 0 becomes clean_session=false.
+    protocol: Literal["5", "3.1.1"] = "5"
     # Filled in by the loader from password_env / password_file, never from the TOML.
     password: str | None = field(default=None, repr=False)
 
@@ -123,6 +145,33 @@ class MqttSection:
             "tls_key_file",
             "tls_cert_file and tls_key_file go together",
         )
+        _require(
+            self.uses_tls or self.allow_insecure or is_loopback(self.host),
+            "host",
+            f"{self.host!r} is not a loopback address and TLS is off, so the password and "
+            "the readings would cross the network in clear: set mqtt.tls_ca_file (or "
+            "mqtt.tls = true) to use TLS, or mqtt.allow_insecure = true to accept that",
+        )
+
+    @property
+    def uses_tls(self) -> bool:
+        """TLS is on: ``tls = true`` or any of the TLS files set."""
+        return self.tls or self.tls_ca_file is not None or self.tls_cert_file is not None
+
+    @property
+    def insecure(self) -> bool:
+        """Plain TCP to another machine, allowed by ``allow_insecure`` (worth a warning)."""
+        return not self.uses_tls and not is_loopback(self.host)
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS client context (None without TLS); a bad file is a ConfigError naming it."""
+        if not self.uses_tls:
+            return None
+        try:
+            return client_context(self.tls_ca_file, self.tls_cert_file, self.tls_key_file)
+        except TlsFileError as exc:
+            key = {"ca": "tls_ca_file", "cert": "tls_cert_file", "key": "tls_key_file"}[exc.role]
+            raise ConfigError(f"mqtt.{key}: {exc.problem}") from None
 
     @property
     def topic_filters(self) -> tuple[str, ...]:
@@ -199,7 +248,7 @@ class BatchSection:
 class StoreSection:
     path: Path = Path("data/anchorgate.duckdb")
     duplicate_window: float = 3600.0
-    memory_limit: str = "32MB"
+    memory_limit: str = "24MB"
     threads: int = 1
     verify_blocks_on_start: int = 3
 
@@ -271,6 +320,27 @@ class ApiSection:
 
 
 @dataclass(frozen=True)
+class DevicesSection:
+    """Device authenticity (gateway.devices, gateway.device_auth)."""
+
+    registry: Path | None = None
+    require_signature: bool = False
+    verify_processes: int = 0
+
+    def __post_init__(self) -> None:
+        _require(
+            0 <= self.verify_processes <= 64,
+            "verify_processes",
+            "must be between 0 (a thread) and 64",
+        )
+        _require(
+            self.registry is not None or not self.require_signature,
+            "require_signature",
+            "needs a device registry (devices.registry) to check signatures against",
+        )
+
+
+@dataclass(frozen=True)
 class LogSection:
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["text", "json"] = "text"
@@ -287,6 +357,7 @@ class Config:
     api: ApiSection = field(default_factory=ApiSection)
     log: LogSection = field(default_factory=LogSection)
     alerts: AlertsSection = field(default_factory=AlertsSection)
+    devices: DevicesSection = field(default_factory=DevicesSection)
 
     def __post_init__(self) -> None:
         if self.mqtt.receive_maximum < self.batch.max_readings:
@@ -367,8 +438,8 @@ def _section(name: str, cls: type[Any], table: object) -> Any:
         raise ConfigError(f"{name}.{exc.key}: {exc.problem}") from None
 
 
-def read_secret_file(path: Path, key: str) -> str:
-    """A secret (password, token) from its file, which only its owner may read or write."""
+def check_private_file(path: Path, key: str) -> None:
+    """Refuse a secret or private key file that group or others may read or write."""
     try:
         mode = path.stat().st_mode
     except OSError as exc:
@@ -378,6 +449,11 @@ def read_secret_file(path: Path, key: str) -> str:
             f"{key}: {path} is readable or writable by group or others (mode "
             f"{mode & 0o777:o}); run: chmod 600 {path}"
         )
+
+
+def read_secret_file(path: Path, key: str) -> str:
+    """A secret (password, token) from its file, which only its owner may read or write."""
+    check_private_file(path, key)
     try:
         return path.read_text().rstrip("\r\n")
     except (OSError, UnicodeDecodeError) as exc:
@@ -397,8 +473,15 @@ def _read_secret(
     return None
 
 
-def parse_config(text: str, environ: Mapping[str, str] | None = None) -> Config:
-    """Parse the TOML text of a gateway configuration."""
+def parse_config(
+    text: str, environ: Mapping[str, str] | None = None, *, broker_secrets: bool = True
+) -> Config:
+    """Parse the TOML text of a gateway configuration.
+
+    ``broker_secrets=False`` leaves the broker password and TLS files unread: commands
+    that only read the store (status, export, audit, devices) must work for an
+    operator who may not read the gateway's MQTT credentials.
+    """
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -413,8 +496,13 @@ def parse_config(text: str, environ: Mapping[str, str] | None = None) -> Config:
     if mqtt.password_env and mqtt.password_file is not None:
         raise ConfigError("mqtt.password_file: set password_env or password_file, not both")
     environ = os.environ if environ is None else environ
-    password = _read_secret("mqtt", "password", mqtt.password_env, mqtt.password_file, environ)
-    sections["mqtt"] = dataclasses.replace(mqtt, password=password)
+    if broker_secrets:
+        password = _read_secret("mqtt", "password", mqtt.password_env, mqtt.password_file, environ)
+        if mqtt.tls_key_file is not None:
+            check_private_file(mqtt.tls_key_file, "mqtt.tls_key_file")
+        mqtt.ssl_context()  # read and check the TLS files now, so a bad one stops the start
+        sections["mqtt"] = dataclasses.replace(mqtt, password=password)
+    # The API token is read either way: the store commands send it to a running gateway.
     api: ApiSection = sections.get("api", ApiSection())
     token = _read_secret("api", "token", api.token_env, api.token_file, environ)
     if token is not None:
@@ -425,8 +513,13 @@ def parse_config(text: str, environ: Mapping[str, str] | None = None) -> Config:
     return Config(**sections)
 
 
-def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
-    """Read and check a gateway.toml; every problem is a ConfigError naming file and key."""
+def load_config(
+    path: Path, environ: Mapping[str, str] | None = None, *, broker_secrets: bool = True
+) -> Config:
+    """Read and check a gateway.toml; every problem is a ConfigError naming file and key.
+
+    ``broker_secrets``: as for :func:`parse_config`.
+    """
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
@@ -434,6 +527,6 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not UTF-8 text") from None
     try:
-        return parse_config(text, environ)
+        return parse_config(text, environ, broker_secrets=broker_secrets)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None

@@ -25,6 +25,8 @@ from gateway.readings import (
     Reading,
     TemperatureReading,
 )
+from ledger import FormatError
+from ledger.device_sig import SignedReading, is_signed_reading
 
 MAX_SEQ = 2**63 - 1
 # An unknown key like this names itself in a reject; any other is quoted, shortened.
@@ -70,6 +72,14 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 # One decoder for all payloads: json.loads() with these options builds a new one per call.
 _JSON = json.JSONDecoder(parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
+
+
+def unwrap_signed(payload: bytes) -> SignedReading:
+    """A signed reading (docs/FORMAT.md section 10), its signature not yet checked."""
+    try:
+        return SignedReading.from_bytes(payload)
+    except FormatError as exc:
+        raise DecodeError("signature", f"malformed signed reading: {exc}") from None
 
 
 _DEFAULTS = LimitsSection()
@@ -127,8 +137,12 @@ def parse_payload(
 
     Nesting deeper than ``max_depth`` and arrays or maps of more than ``max_items``
     items are refused (msgpack before anything is allocated for them, JSON nesting
-    before parsing), so a hostile payload costs no more than its size.
+    before parsing), so a hostile payload costs no more than its size. A signed
+    reading is unwrapped: the mapping and format are those of the reading inside (the
+    signature is not checked here).
     """
+    if is_signed_reading(payload):
+        payload = unwrap_signed(payload).reading
     fmt = detect_format(payload)
     if fmt == "json":
         try:
@@ -186,6 +200,16 @@ class Decoder:
 
     def decode(self, topic: str, payload: bytes, received_ns: int) -> Reading:
         """The reading in ``payload``, received on ``topic`` at ``received_ns`` (Unix ns)."""
+        return self.decode_message(topic, payload, received_ns)[0]
+
+    def decode_message(
+        self, topic: str, payload: bytes, received_ns: int
+    ) -> tuple[Reading, SignedReading | None]:
+        """The reading, and its signed wrapper when the device signed it (not yet verified).
+
+        A signed payload must name the topic's device; the reading inside is validated
+        like any other.
+        """
         limits = self.limits
         if len(payload) > limits.max_payload_bytes:
             raise DecodeError(
@@ -208,6 +232,16 @@ class Decoder:
             raise DecodeError("topic", f"unknown reading kind {kind!r} (known: {', '.join(KINDS)})")
         if self._device_id.fullmatch(topic_device) is None:
             raise DecodeError("device_id", f"{topic_device!r} in the topic is not a valid id")
+        signed = None
+        if is_signed_reading(payload):
+            signed = unwrap_signed(payload)
+            if signed.device_id != topic_device:
+                raise DecodeError(
+                    "device_id",
+                    f"{signed.device_id[:80]!r} in the signed reading differs from "
+                    f"{topic_device!r} in the topic",
+                )
+            payload = signed.reading
         document, _fmt = parse_payload(payload, limits.max_depth, limits.max_container_items)
         unknown = sorted(set(document) - _FIELDS[kind])
         if unknown:
@@ -241,12 +275,12 @@ class Decoder:
         if kind == "temperature":
             celsius = fields.number("celsius", limits.celsius_min, limits.celsius_max, True)
             assert celsius is not None
-            return TemperatureReading(topic_device, seq, ts, celsius, asset_id)
+            return TemperatureReading(topic_device, seq, ts, celsius, asset_id), signed
         lat = fields.number("lat", -90.0, 90.0, True)
         lon = fields.number("lon", -180.0, 180.0, True)
         assert lat is not None
         assert lon is not None
-        return LocationReading(
+        location = LocationReading(
             topic_device,
             seq,
             ts,
@@ -257,6 +291,7 @@ class Decoder:
             accuracy_m=fields.number("accuracy_m", 0.0, limits.max_accuracy_m, False),
             asset_id=asset_id,
         )
+        return location, signed
 
 
 class _Fields:

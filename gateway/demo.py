@@ -1,6 +1,8 @@
 """``anchorgate demo``: the whole product on this machine, in one working directory.
 
-It starts a Mosquitto broker on a free port, makes a gateway key, starts the gateway
+It starts a broker on a free port (Mosquitto when it is installed, otherwise the
+embedded Python broker of :mod:`gateway.embedded_broker`, amqtt speaking MQTT 3.1.1,
+and it says so; ``--broker`` chooses), makes a gateway key, starts the gateway
 (a child process, as an operator would run it) and the demo scenario's simulated
 sensors (shipments and thermal components, with a reefer failure and a few bad
 messages), shows the gateway's counters live while they run, then exports a proof
@@ -23,7 +25,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import click
 from rich.console import Console
@@ -33,6 +35,10 @@ from rich.table import Table
 from gateway.cli_errors import EXIT_FAILED, EXIT_OK, UserError
 from gateway.mosquitto import BrokerError, Mosquitto, find_mosquitto, free_port
 
+if TYPE_CHECKING:
+    from gateway.embedded_broker import EmbeddedBroker
+
+BrokerChoice = Literal["auto", "mosquitto", "embedded"]
 REPO = Path(__file__).resolve().parents[1]
 SCENARIO = REPO / "config" / "scenarios" / "demo.toml"
 SHIPMENT = "reefer-00000"
@@ -103,7 +109,8 @@ def _table(status: dict[str, Any] | None, elapsed: float, duration: float) -> Ta
     return table
 
 
-def _write_config(work: Path, broker: Mosquitto, api_port: int) -> Path:
+def _write_config(work: Path, broker: Mosquitto | EmbeddedBroker, api_port: int) -> Path:
+    protocol = "5" if isinstance(broker, Mosquitto) else broker.protocol
     config = work / "gateway.toml"
     config.write_text(
         f"""# Written by anchorgate demo; see config/gateway.toml for every option.
@@ -114,6 +121,7 @@ key_file = "{work / "keys" / "gateway.key"}"
 host = "{broker.host}"
 port = {broker.port}
 client_id = "anchorgate-demo-{api_port}"
+protocol = "{protocol}"
 [batch]
 max_readings = 1000
 max_delay = 1.0
@@ -139,16 +147,45 @@ def _wait(condition: Any, timeout: float, what: str) -> Any:
     raise DemoError(f"timed out waiting for {what}")
 
 
-def run_demo(work: Path, duration: float, keep_running: bool, console: Console) -> int:
+def _pick_broker(choice: BrokerChoice, work: Path, console: Console) -> Mosquitto | EmbeddedBroker:
+    """The broker ``--broker`` asks for (auto: Mosquitto when installed), not yet started."""
+    if choice != "embedded" and find_mosquitto() is not None:
+        return Mosquitto(work / "broker")
+    if choice == "mosquitto":
+        raise UserError(
+            "--broker mosquitto: Mosquitto is not installed ('apt-get install mosquitto'); "
+            "--broker auto or embedded uses the embedded Python broker instead"
+        )
+    try:
+        from gateway.embedded_broker import EmbeddedBroker  # noqa: PLC0415
+    except ImportError as exc:
+        raise UserError(
+            f"the embedded Python broker needs amqtt ({exc}): pip install 'anchorgate[demo]' "
+            "(./scripts/demo does), or install Mosquitto"
+        ) from None
+    broker = EmbeddedBroker(work / "broker")
+    why = "--broker embedded" if choice == "embedded" else "Mosquitto not found on PATH"
+    console.print(
+        f"{why}: using the embedded Python broker ({broker.name}, MQTT {broker.protocol})"
+    )
+    console.print(
+        "  [dim]it runs inside this process and keeps nothing on disk; the gateway speaks "
+        "MQTT 3.1.1 to it. For real use, put Mosquitto in front of the gateway.[/]"
+    )
+    return broker
+
+
+def run_demo(
+    work: Path,
+    duration: float,
+    keep_running: bool,
+    console: Console,
+    broker_choice: BrokerChoice = "auto",
+) -> int:
     """Run every step; return the exit code."""
     from gateway.verify_report import render, summarize  # noqa: PLC0415
     from ledger import PublicKey, SigningKey, verify_bundle  # noqa: PLC0415
 
-    if find_mosquitto() is None:
-        raise UserError(
-            "the demo needs Mosquitto: run ./scripts/demo (it installs it) or "
-            "'apt-get install mosquitto'"
-        )
     if not SCENARIO.exists():
         raise UserError(f"the demo scenario {SCENARIO} is missing (run from a checkout)")
     if work.exists():
@@ -159,13 +196,20 @@ def run_demo(work: Path, duration: float, keep_running: bool, console: Console) 
     key.save(work / "keys" / "gateway.key")
     key.public_key.save(work / "keys" / "gateway.pub")
     console.print(f"working directory: {work}")
-    with Mosquitto(work / "broker") as broker:
-        console.print(f"broker: Mosquitto on {broker.host}:{broker.port} (log {broker.log_path})")
+    with _pick_broker(broker_choice, work, console) as broker:
+        what = "Mosquitto" if isinstance(broker, Mosquitto) else f"{broker.name} (embedded)"
+        console.print(f"broker: {what} on {broker.host}:{broker.port} (log {broker.log_path})")
         api_port = free_port()
         api = f"http://127.0.0.1:{api_port}"
         config = _write_config(work, broker, api_port)
         with _child([*python, "run", "-c", str(config)], work / "gateway.log") as gateway:
-            _wait(lambda: _status(api), 30, f"the gateway to start (see {work / 'gateway.log'})")
+
+            def gateway_up() -> dict[str, Any] | None:
+                if gateway.poll() is not None:
+                    raise DemoError(f"the gateway stopped; see {work / 'gateway.log'}")
+                return _status(api)
+
+            _wait(gateway_up, 30, f"the gateway to start (see {work / 'gateway.log'})")
             console.print(f"gateway: pid {gateway.pid}, read API {api}")
             simulate = [
                 *python,
@@ -178,6 +222,8 @@ def run_demo(work: Path, duration: float, keep_running: bool, console: Console) 
                 str(duration),
                 "--manifest",
                 str(work / "manifest.json"),
+                "--protocol",
+                "5" if isinstance(broker, Mosquitto) else broker.protocol,
             ]
             started = time.monotonic()
             with (
@@ -236,11 +282,13 @@ def run_demo(work: Path, duration: float, keep_running: bool, console: Console) 
     report_dir = work / f"report-{SHIPMENT}"
     report_args = ["--key", str(public), "--asset", SHIPMENT, "-o", str(report_dir)]
     report_code = cli_main(["report", "-c", str(config), *report_args])
-    _print_files(work, config, console)
+    _print_files(work, config, broker, console)
     return EXIT_OK if audit_code == report_code == 0 else EXIT_FAILED
 
 
-def _print_files(work: Path, config: Path, console: Console) -> None:
+def _print_files(
+    work: Path, config: Path, broker: Mosquitto | EmbeddedBroker, console: Console
+) -> None:
     public = work / "keys" / "gateway.pub"
     bundle = work / f"{SHIPMENT}.proof.json"
     report = work / f"report-{SHIPMENT}"
@@ -257,11 +305,17 @@ def _print_files(work: Path, config: Path, console: Console) -> None:
     ]:
         console.print(f"  {path}  [dim]{what}[/]")
     console.rule("to repeat each step by hand")
+    if isinstance(broker, Mosquitto):
+        start_broker = f"mosquitto -c {broker.config_path}"
+        protocol = ""
+    else:
+        start_broker = f"python -m gateway.embedded_broker --port {broker.port} --dir {work}/broker"
+        protocol = f" --protocol {broker.protocol}"
     console.print(
-        f"""  mosquitto -c {work / "broker" / "mosquitto.conf"}
+        f"""  {start_broker}
   anchorgate keygen --out {work / "keys" / "gateway"} --force
   anchorgate run -c {config}
-  anchorgate simulate -s {SCENARIO} --port <broker port> --duration 30
+  anchorgate simulate -s {SCENARIO} --port {broker.port}{protocol} --duration 30
   anchorgate status -c {config}
   anchorgate export -c {config} --asset {SHIPMENT} -o {bundle}
   anchorgate verify {bundle} --key {public}
@@ -288,22 +342,31 @@ def _print_files(work: Path, config: Path, console: Console) -> None:
     help="Working directory (emptied first).",
 )
 @click.option(
+    "--broker",
+    "broker_choice",
+    type=click.Choice(["auto", "mosquitto", "embedded"]),
+    default="auto",
+    show_default=True,
+    help="auto: Mosquitto when it is installed, else the embedded Python broker (amqtt).",
+)
+@click.option(
     "--keep-running",
     is_flag=True,
     help="Leave the gateway and broker running after the proof, until Ctrl-C.",
 )
-def demo(duration: float, work: Path, keep_running: bool) -> None:
+def demo(duration: float, work: Path, broker_choice: BrokerChoice, keep_running: bool) -> None:
     """Run the whole product here: broker, gateway, sensors, then a verified proof.
 
     \b
     Example:
       anchorgate demo --duration 30 --dir demo
+      anchorgate demo --broker embedded
     """
     console = Console(highlight=False)
     if not console.is_terminal:
         console = Console(highlight=False, width=120)  # logs and pipes: fewer wrapped lines
     try:
-        code = run_demo(work.resolve(), duration, keep_running, console)
+        code = run_demo(work.resolve(), duration, keep_running, console, broker_choice)
     except (DemoError, BrokerError) as exc:
         raise click.ClickException(str(exc)) from None
     if code != EXIT_OK:

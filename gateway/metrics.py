@@ -35,6 +35,7 @@ class Metrics:
     connects: int = 0
     alerts: int = 0  # recorded in the alerts table
     alerts_unpublished: int = 0  # recorded, but not handed to the broker (not connected)
+    checkpoints_unpublished: int = 0  # committed blocks whose checkpoint was not sent
     connected: bool = False
     height: int = 0
     state: str = "starting"
@@ -83,6 +84,7 @@ class Metrics:
             "connects": self.connects,
             "alerts": self.alerts,
             "alerts_unpublished": self.alerts_unpublished,
+            "checkpoints_unpublished": self.checkpoints_unpublished,
             "last_commit_ns": self.last_commit_ns,
             "last_commit_s": round(self.last_commit_seconds, 4),
             "latency_s": self.latency_quantiles(),

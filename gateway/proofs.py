@@ -5,6 +5,10 @@ reading id), proves each in its block's batch tree, proves each block in the hea
 block log, and assembles a bundle with the ledger. Readings that were not selected
 are never read beyond their leaf hashes.
 
+When the chain rotated its key (``anchorgate rotate-key``), the bundle also carries
+every rotation block below the head with its log proof (``anchorgate-proof/2``), so
+that it verifies under the gateway's original public key.
+
 The block log is never held in memory: one streamed pass over the stored block
 hashes yields every subtree root the proofs need (``ledger.merkle.subtree_roots``),
 so memory stays O(log n) plus the bundle whatever the length of the chain.
@@ -194,6 +198,15 @@ def export_bundle(
     except FormatError as exc:
         raise ExportError(f"store: the older head's header is unreadable: {exc}") from None
     heights = {h for h in blocks if h < head_height}
+    rotation_heights = [
+        int(h)
+        for (h,) in reader.all(
+            "SELECT height FROM blocks WHERE leaf_count = 0 AND height < ? ORDER BY height",
+            [head_height],
+        )
+    ]
+    rotations = _signed_blocks(reader, rotation_heights) if rotation_heights else {}
+    heights.update(rotations)
     if old_height is not None:
         heights.add(old_height)
     proofs, consistency = _log_proofs(reader, head_height, heights, old_height)
@@ -201,8 +214,10 @@ def export_bundle(
     if old is not None and old_height is not None:
         extends = HeadExtension(old, proofs[old_height], consistency)
     try:
-        bundle = build_bundle(head, disclosures, proofs, extends)
-    except FormatError as exc:
+        bundle = build_bundle(
+            head, disclosures, proofs, extends, [rotations[h] for h in rotation_heights]
+        )
+    except (FormatError, ValueError) as exc:
         raise ExportError(f"store: a stored header is unreadable: {exc}") from None
     return Exported(
         bundle=bundle,

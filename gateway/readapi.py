@@ -29,6 +29,7 @@ import asyncio
 import hmac
 import json
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,7 @@ from gateway.errors import GatewayError
 from gateway.proofs import MAX_EXPORT_READINGS, ExportError, NothingToExport, export_bundle
 from gateway.reader import ReadingRef, Selection, StoreReader
 
-ReaderFactory = Callable[[], StoreReader]
+ReaderFactory = Callable[[], AbstractContextManager[StoreReader]]
 LiveCounters = Callable[[], Mapping[str, Any]]
 
 _JSON = "application/json"

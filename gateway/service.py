@@ -19,23 +19,24 @@ import contextlib
 import gc
 import logging
 import signal
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import pyarrow as pa
-
 from gateway.alerts import Alert, Thresholds
 from gateway.anchor import Anchorer, check_recent_blocks
+from gateway.checkpoints import Checkpoint
 from gateway.config import Config
 from gateway.decode import Decoder
+from gateway.device_auth import Authenticator
 from gateway.logs import get_logger, log_event
 from gateway.metrics import Metrics, write_health
 from gateway.permissions import check_store_permissions
 from gateway.pipeline import Pipeline
-from gateway.store import Store
+from gateway.store import BlockRow, Store
 from gateway.subscriber import Subscriber
 from ledger import SigningKey
 
@@ -45,6 +46,28 @@ if TYPE_CHECKING:
 _log = get_logger("service")
 
 FLUSH_TIMEOUT = 30.0  # how long a stop waits for the last commit before giving up on acks
+# The store's connection is reopened after this many committed rows (Store.recycle_rows):
+# DuckDB holds metadata for every row group a connection wrote until it is closed.
+RECYCLE_ROWS = 200_000
+
+
+class _ReaderCount:
+    """How many read API requests hold a store cursor (a context manager per request)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._count = 0
+
+    def __enter__(self) -> None:
+        with self._lock:
+            self._count += 1
+
+    def __exit__(self, *_: object) -> None:
+        with self._lock:
+            self._count -= 1
+
+    def active(self) -> bool:
+        return self._count > 0
 
 
 @dataclass
@@ -60,6 +83,7 @@ def open_store(config: Config, key: SigningKey, clock: Callable[[], int]) -> Ope
     store = Store.open(
         config.store.path, memory_limit=config.store.memory_limit, threads=config.store.threads
     )
+    store.recycle_rows = RECYCLE_ROWS
     try:
         checked = check_recent_blocks(
             store, key, config.gateway.id, config.store.verify_blocks_on_start
@@ -89,9 +113,10 @@ async def serve(
     """Run the gateway until ``stop`` is set (or SIGTERM/SIGINT); return its final metrics."""
     loop = asyncio.get_running_loop()
     stop = stop if stop is not None else asyncio.Event()
-    # Arrow's default pool (mimalloc) keeps freed memory; the batches are small and
-    # short-lived, so the system allocator keeps the service's footprint lower.
-    pa.set_memory_pool(pa.system_memory_pool())
+    # A broken device registry stops the start (later edits that break it are logged).
+    authenticator = Authenticator.from_path(
+        config.devices.registry, config.devices.require_signature
+    )
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="anchorgate-writer")
     try:
         opened = await loop.run_in_executor(executor, open_store, config, key, clock)
@@ -121,6 +146,8 @@ async def serve(
         config.batch,
         metrics,
         executor,
+        authenticator,
+        config.devices.verify_processes,
     )
     publish = _alert_publisher(config, subscriber, metrics)
     signals = (signal.SIGTERM, signal.SIGINT) if handle_signals else ()
@@ -130,7 +157,13 @@ async def serve(
         async with asyncio.TaskGroup() as group:
             receive = group.create_task(subscriber.run(), name="receive")
             work = group.create_task(
-                pipeline.run(subscriber.messages(), subscriber.ack, publish), name="pipeline"
+                pipeline.run(
+                    subscriber.messages(),
+                    subscriber.ack,
+                    publish,
+                    _checkpoint_publisher(config, subscriber, metrics),
+                ),
+                name="pipeline",
             )
             health = group.create_task(_health_loop(config, metrics), name="health")
             metrics.state = "running"
@@ -194,6 +227,23 @@ def _alert_publisher(
     return publish
 
 
+def _checkpoint_publisher(
+    config: Config, subscriber: Subscriber, metrics: Metrics
+) -> Callable[[BlockRow], None] | None:
+    """Publish each committed block's signed header (gateway.checkpoints), retained."""
+    topic = config.gateway.checkpoints
+    if topic is None:
+        return None
+
+    def publish(block: BlockRow) -> None:
+        message = Checkpoint(block.header, block.signature).to_json()
+        if not subscriber.publish(topic, message, retain=True):
+            # The blocks table holds every header; the next block's checkpoint follows.
+            metrics.checkpoints_unpublished += 1
+
+    return publish
+
+
 async def _start_api(
     config: Config, store: Store, writer: ThreadPoolExecutor, metrics: Metrics
 ) -> AppRunner | None:
@@ -203,10 +253,19 @@ async def _start_api(
     from gateway.readapi import make_app, start  # noqa: PLC0415 (only when enabled)
     from gateway.reader import StoreReader  # noqa: PLC0415
 
-    def open_reader() -> StoreReader:
+    readers = _ReaderCount()
+    store.readers_active = readers.active
+
+    @contextlib.contextmanager
+    def open_reader() -> Iterator[StoreReader]:
         # Runs on an API worker thread: the cursor is made on the writer thread, where
-        # the connection lives (and is replaced after a fatal error).
-        return StoreReader(writer.submit(store.read_cursor).result(), owned=True)
+        # the connection lives (and is replaced after a fatal error, or recycled when no
+        # reader holds a cursor: counted before the cursor is made, on the writer thread).
+        with (
+            readers,
+            StoreReader(writer.submit(store.read_cursor).result(), owned=True) as reader,
+        ):
+            yield reader
 
     app = make_app(open_reader, metrics.snapshot, config.store.path, config.api.token)
     try:

@@ -13,7 +13,8 @@ Tables (docs/GATEWAY.md describes every column):
 - ``meta``: key/value: ``schema_version``, ``gateway_id``, ``key_id``, ``chain_head``.
 
 A batch is written by :meth:`Store.commit_batch` in ONE transaction (readings +
-block + rejects + alerts + the new chain head), from Arrow tables, never row by row. Every
+block + rejects + alerts + the new chain head), each table's rows in one INSERT
+(gateway.columns), never row by row. Every
 ``duckdb.Error`` is converted here to :class:`~gateway.errors.StoreError`.
 
 Migrations: ``MIGRATIONS[n]`` holds the statements that take a store from schema
@@ -24,14 +25,21 @@ transaction and refuses a store from a newer anchorgate.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import duckdb
-import pyarrow as pa
 
+from gateway.columns import (
+    ColumnData,
+    Columns,
+    from_rows,
+    insert_statement,
+    row_count,
+    to_document,
+)
 from gateway.errors import StoreError, StoreMismatchError
 
 SCHEMA_VERSION = 2
@@ -106,54 +114,49 @@ _SCHEMA_V2 = (
 
 MIGRATIONS: Mapping[int, Sequence[str]] = {1: _SCHEMA_V1, 2: _SCHEMA_V2}
 
-READINGS_SCHEMA = pa.schema(
-    [
-        ("block_height", pa.int64()),
-        ("leaf_index", pa.int32()),
-        ("kind", pa.string()),
-        ("device_id", pa.string()),
-        ("seq", pa.int64()),
-        ("ts_ms", pa.int64()),
-        ("received_ns", pa.int64()),
-        ("topic", pa.string()),
-        ("asset_id", pa.string()),
-        ("celsius", pa.float64()),
-        ("lat", pa.float64()),
-        ("lon", pa.float64()),
-        ("alt_m", pa.float64()),
-        ("speed_mps", pa.float64()),
-        ("accuracy_m", pa.float64()),
-        ("payload_format", pa.string()),
-        ("dedup_key", pa.string()),
-        ("salt", pa.binary()),
-        ("envelope", pa.binary()),
-        ("leaf_hash", pa.binary()),
-    ]
+# The columns a batch inserts, with their DuckDB types, in table order.
+READINGS_COLUMNS: Columns = (
+    ("block_height", "BIGINT"),
+    ("leaf_index", "INTEGER"),
+    ("kind", "VARCHAR"),
+    ("device_id", "VARCHAR"),
+    ("seq", "BIGINT"),
+    ("ts_ms", "BIGINT"),
+    ("received_ns", "BIGINT"),
+    ("topic", "VARCHAR"),
+    ("asset_id", "VARCHAR"),
+    ("celsius", "DOUBLE"),
+    ("lat", "DOUBLE"),
+    ("lon", "DOUBLE"),
+    ("alt_m", "DOUBLE"),
+    ("speed_mps", "DOUBLE"),
+    ("accuracy_m", "DOUBLE"),
+    ("payload_format", "VARCHAR"),
+    ("dedup_key", "VARCHAR"),
+    ("salt", "BLOB"),
+    ("envelope", "BLOB"),
+    ("leaf_hash", "BLOB"),
 )
-REJECTS_SCHEMA = pa.schema(
-    [
-        ("received_ns", pa.int64()),
-        ("topic", pa.string()),
-        ("payload", pa.binary()),
-        ("field", pa.string()),
-        ("reason", pa.string()),
-    ]
+REJECTS_COLUMNS: Columns = (
+    ("received_ns", "BIGINT"),
+    ("topic", "VARCHAR"),
+    ("payload", "BLOB"),
+    ("field", "VARCHAR"),
+    ("reason", "VARCHAR"),
 )
-ALERTS_SCHEMA = pa.schema(
-    [
-        ("alert_id", pa.string()),
-        ("asset_id", pa.string()),
-        ("asset_kind", pa.string()),
-        ("rule", pa.string()),
-        ("device_id", pa.string()),
-        ("block_height", pa.int64()),
-        ("leaf_index", pa.int32()),
-        ("kind", pa.string()),
-        ("value", pa.float64()),
-        ("threshold", pa.float64()),
-        ("received_ns", pa.int64()),
-        ("created_ns", pa.int64()),
-    ]
+ALERTS_COLUMNS: Columns = (
+    ("alert_id", "VARCHAR"),
+    ("asset_id", "VARCHAR"),
+    ("asset_kind", "VARCHAR"),
+    ("rule", "VARCHAR"),
+    ("device_id", "VARCHAR"),
+    ("block_height", "BIGINT"),
+    ("leaf_index", "INTEGER"),
+    ("kind", "VARCHAR"),
+    ("value", "DOUBLE"),
+    ("threshold", "DOUBLE"),
+    ("received_ns", "BIGINT"),
+    ("created_ns", "BIGINT"),
 )
 
 
@@ -195,10 +198,20 @@ def _converted(operation: str) -> Iterator[None]:
         raise StoreError(f"store: {operation} failed: {first_line}") from exc
 
 
-def _to_table(rows: Sequence[Mapping[str, Any]] | pa.Table, schema: pa.Schema) -> pa.Table:
-    if isinstance(rows, pa.Table):
-        return rows
-    return pa.Table.from_pylist(list(rows), schema=schema)
+_BATCH_TABLES: Mapping[str, Columns] = {
+    "readings": READINGS_COLUMNS,
+    "rejects": REJECTS_COLUMNS,
+    "alerts": ALERTS_COLUMNS,
+}
+_INSERTS = {table: insert_statement(table, columns) for table, columns in _BATCH_TABLES.items()}
+
+
+def _as_columns(
+    columns: Columns, data: ColumnData | Sequence[Mapping[str, Any]]
+) -> tuple[ColumnData, int]:
+    """A column batch and its row count, from columns or from row dictionaries."""
+    batch = data if isinstance(data, Mapping) else from_rows(columns, data)
+    return batch, row_count(columns, batch)
 
 
 class Store:
@@ -210,6 +223,12 @@ class Store:
         self._con = connection
         self.path = path
         self._config = dict(config)
+        # See recycle(): rows committed since the connection was opened, the limit, and
+        # whether a reader elsewhere still uses a cursor of this connection.
+        self.recycle_rows = 0
+        self.readers_active: Callable[[], bool] = lambda: False
+        self.recycles = 0
+        self._rows_since_open = 0
 
     @staticmethod
     def _connect(path: Path, config: Mapping[str, Any]) -> duckdb.DuckDBPyConnection:
@@ -247,6 +266,24 @@ class Store:
         with contextlib.suppress(duckdb.Error):
             self._con.close()
         self._con = self._connect(self.path, self._config)
+        self._rows_since_open = 0
+
+    def _recycle_if_due(self) -> None:
+        """Reopen the connection after ``recycle_rows`` committed rows, when no reader is open.
+
+        DuckDB keeps in memory the metadata of every row group this connection has
+        written until the database is closed: about 9 MB per million readings, so a
+        gateway that runs for months would grow without bound. Closing (which also
+        checkpoints) and reopening gives it back (bench/ingest.py, backlog figure).
+        A cursor handed out by :meth:`read_cursor` keeps the old database alive, so
+        the store waits until ``readers_active()`` is false.
+        """
+        if not self.recycle_rows or self._rows_since_open < self.recycle_rows:
+            return
+        if self.readers_active():
+            return
+        self.reopen()
+        self.recycles += 1
 
     @classmethod
     def open(
@@ -356,19 +393,26 @@ class Store:
         """Which of ``keys`` are already stored with a receive time of ``since_ns`` or later."""
         if not keys:
             return set()
-        probe = pa.table({"dedup_key": pa.array(keys, pa.string())})
         with _converted("look up duplicates"):
-            self._con.register("anchorgate_probe", probe)
-            try:
-                rows = self._con.execute(
-                    "SELECT DISTINCT r.dedup_key FROM readings r "
-                    "SEMI JOIN anchorgate_probe p ON r.dedup_key = p.dedup_key "
-                    "WHERE r.received_ns >= ?",
-                    [since_ns],
-                ).fetchall()
-            finally:
-                self._con.unregister("anchorgate_probe")
+            rows = self._con.execute(
+                "SELECT DISTINCT dedup_key FROM readings "
+                "WHERE dedup_key IN (SELECT unnest($1::VARCHAR[])) AND received_ns >= $2",
+                [list(keys), since_ns],
+            ).fetchall()
         return {row[0] for row in rows}
+
+    def stored_envelopes(self, keys: Sequence[str], since_ns: int) -> dict[str, bytes]:
+        """The envelope of each of ``keys`` stored since ``since_ns`` (one per key)."""
+        if not keys:
+            return {}
+        with _converted("read stored payloads"):
+            rows = self._con.execute(
+                "SELECT dedup_key, any_value(envelope) FROM readings "
+                "WHERE dedup_key IN (SELECT unnest($1::VARCHAR[])) AND received_ns >= $2 "
+                "GROUP BY dedup_key",
+                [list(keys), since_ns],
+            ).fetchall()
+        return {str(key): bytes(envelope) for key, envelope in rows}
 
     def highest_seqs(self, since_ns: int) -> dict[tuple[str, str], int]:
         """The highest seq per (device_id, kind) among readings received since ``since_ns``."""
@@ -382,26 +426,29 @@ class Store:
 
     def commit_batch(
         self,
-        readings: Sequence[Mapping[str, Any]] | pa.Table,
+        readings: ColumnData | Sequence[Mapping[str, Any]],
         block: BlockRow | None,
-        rejects: Sequence[Mapping[str, Any]] | pa.Table,
-        alerts: Sequence[Mapping[str, Any]] | pa.Table = (),
+        rejects: ColumnData | Sequence[Mapping[str, Any]],
+        alerts: ColumnData | Sequence[Mapping[str, Any]] = (),
+        meta: Mapping[str, bytes] | None = None,
     ) -> None:
-        """Write one batch in ONE transaction: readings, their block, rejects, alerts, head."""
-        readings_table = _to_table(readings, READINGS_SCHEMA)
-        rejects_table = _to_table(rejects, REJECTS_SCHEMA)
-        alerts_table = _to_table(alerts, ALERTS_SCHEMA)
-        if readings_table.num_rows and block is None:
+        """Write one batch in ONE transaction: readings, their block, rejects, alerts, head.
+
+        Each table's rows come as a column batch (gateway.columns) or as row dictionaries.
+        ``meta`` entries are written in the same transaction (a key rotation's new
+        ``key_id``).
+        """
+        batches = {
+            table: _as_columns(_BATCH_TABLES[table], data)
+            for table, data in (("readings", readings), ("rejects", rejects), ("alerts", alerts))
+        }
+        if batches["readings"][1] and block is None:
             raise ValueError("readings need the block that anchors them")
-        if alerts_table.num_rows and block is None:
+        if batches["alerts"][1] and block is None:
             raise ValueError("alerts need the block that anchors their readings")
         with self.transaction("commit a batch"):
-            if readings_table.num_rows:
-                self._con.register("anchorgate_readings", readings_table)
-                try:
-                    self._con.execute("INSERT INTO readings SELECT * FROM anchorgate_readings")
-                finally:
-                    self._con.unregister("anchorgate_readings")
+            if batches["readings"][1]:
+                self._insert("readings", batches["readings"][0])
             if block is not None:
                 placeholders = ", ".join("?" * len(BlockRow.__slots__))
                 self._con.execute(
@@ -411,21 +458,16 @@ class Store:
                 self._con.execute(
                     "INSERT OR REPLACE INTO meta VALUES ('chain_head', ?)", [block.head_after]
                 )
-            if rejects_table.num_rows:
-                self._con.register("anchorgate_rejects", rejects_table)
-                try:
-                    self._con.execute("INSERT INTO rejects SELECT * FROM anchorgate_rejects")
-                finally:
-                    self._con.unregister("anchorgate_rejects")
-            if alerts_table.num_rows:
-                self._con.register("anchorgate_alerts", alerts_table)
-                try:
-                    columns = ", ".join(ALERTS_SCHEMA.names)
-                    self._con.execute(
-                        f"INSERT INTO alerts ({columns}) SELECT {columns} FROM anchorgate_alerts"
-                    )
-                finally:
-                    self._con.unregister("anchorgate_alerts")
+            for key, value in (meta or {}).items():
+                self._con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, value])
+            for table in ("rejects", "alerts"):
+                if batches[table][1]:
+                    self._insert(table, batches[table][0])
+        self._rows_since_open += sum(rows for _, rows in batches.values())
+        self._recycle_if_due()
+
+    def _insert(self, table: str, data: ColumnData) -> None:
+        self._con.execute(_INSERTS[table], [to_document(_BATCH_TABLES[table], data)])
 
     def chain_head(self) -> bytes | None:
         """The committed chain head's bytes, None for a store without blocks."""

@@ -24,8 +24,22 @@ Acks belong to a connection: after a reconnect the broker redelivers whatever wa
 acked, so acks for messages of an earlier connection are not sent (their redelivered
 copies are recognised as duplicates and acked instead).
 
+MQTT 3.1.1 (``mqtt.protocol = "3.1.1"``, for brokers without MQTT 5 such as the
+demo's embedded one): the CONNECT has no properties; ``session_expiry > 0`` becomes
+``clean_session=False`` (the broker then keeps the session as long as it is set to)
+and 0 ``clean_session=True``. Receive Maximum is not sent, and the bound above is
+the subscriber's own. Acks, redelivery and publishing work the same way.
+
 Reconnection: one outer loop, capped exponential backoff with jitter, resubscribing
 every time.
+
+Transport security (:mod:`gateway.mqtt_tls`): with TLS the broker's certificate must
+chain to ``mqtt.tls_ca_file`` (or the system CAs) and name the host we dial. A failed
+handshake (an untrusted or misnamed certificate) is logged as ``mqtt.tls_failed`` at
+ERROR with the reason; a broker that drops us for want of a client certificate is
+``mqtt.refused`` saying so. Both are retried with the usual backoff: a fix on the
+broker's side (a renewed certificate) cures them without restarting the gateway.
+Plain TCP to another machine (``mqtt.allow_insecure``) logs ``mqtt.insecure`` at start.
 
 Publishing (alerts): :meth:`Subscriber.publish` hands a QoS 1 message to paho on the
 same connection, without waiting. While we are not connected, or when paho already
@@ -59,6 +73,7 @@ from gateway.config import Config
 from gateway.errors import BrokerConnectError
 from gateway.logs import get_logger, log_event
 from gateway.metrics import Metrics
+from gateway.mqtt_tls import describe_tls_failure
 from gateway.pipeline import RawMessage
 
 _log = get_logger("mqtt")
@@ -116,13 +131,17 @@ class Subscriber:
         self._loop_thread: int | None = None
         self._pending = 0  # messages handed to the pipeline and not yet acked
         self._paused = False  # socket reads paused because _pending hit receive_maximum
+        self._socket_error: str | None = None  # paho's last error log line (_paho_errors)
+        self._paho_logger = self._paho_errors()
         self.client = self._make_client()
 
     def _make_client(self) -> mqtt.Client:
+        v311 = self._mqtt.protocol == "3.1.1"
         client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=self._config.client_id,
-            protocol=MQTTProtocolVersion.MQTTv5,
+            protocol=MQTTProtocolVersion.MQTTv311 if v311 else MQTTProtocolVersion.MQTTv5,
+            clean_session=self._mqtt.session_expiry == 0 if v311 else None,
             manual_ack=True,
             reconnect_on_failure=False,
         )
@@ -130,12 +149,9 @@ class Subscriber:
         client.max_queued_messages_set(MAX_QUEUED_PUBLISHES)
         if mqtt_config.username:
             client.username_pw_set(mqtt_config.username, mqtt_config.password)
-        if mqtt_config.tls_ca_file is not None or mqtt_config.tls_cert_file is not None:
-            client.tls_set(
-                ca_certs=str(mqtt_config.tls_ca_file) if mqtt_config.tls_ca_file else None,
-                certfile=str(mqtt_config.tls_cert_file) if mqtt_config.tls_cert_file else None,
-                keyfile=str(mqtt_config.tls_key_file) if mqtt_config.tls_key_file else None,
-            )
+        context = mqtt_config.ssl_context()  # verifies the chain and the host name
+        if context is not None:
+            client.tls_set_context(context)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
@@ -175,12 +191,12 @@ class Subscriber:
             if sock is not None:
                 self._watch(sock)
 
-    def publish(self, topic: str, payload: bytes) -> bool:
+    def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> bool:
         """Send a QoS 1 message without waiting; False if it cannot be sent now."""
         if not self._connected:
             return False
         try:
-            info = self.client.publish(topic, payload, qos=1)
+            info = self.client.publish(topic, payload, qos=1, retain=retain)
         except ValueError:  # a topic paho refuses (wildcards, too long)
             return False
         return info.rc == mqtt.MQTT_ERR_SUCCESS
@@ -191,6 +207,15 @@ class Subscriber:
         """Connect, subscribe, and reconnect with backoff until :meth:`stop`."""
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
+        if self._mqtt.insecure:
+            log_event(
+                _log,
+                logging.WARNING,
+                "mqtt.insecure",
+                host=self._mqtt.host,
+                detail="plain TCP to another machine (mqtt.allow_insecure = true): "
+                "the password and readings cross the network unencrypted",
+            )
         attempt = 0
         while not self._stopping:
             was_connected, reason = await self._session()
@@ -213,22 +238,36 @@ class Subscriber:
         self._connack = loop.create_future()
         self._suback = loop.create_future()
         self._lost = loop.create_future()
-        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        properties.SessionExpiryInterval = self._mqtt.session_expiry
-        properties.ReceiveMaximum = self._mqtt.receive_maximum
+        self._socket_error = None
+        # paho's errors are kept only until CONNACK: logging costs per packet after it.
+        self.client.enable_logger(self._paho_logger)
+        options: dict[str, Any] = {}  # MQTT 3.1.1: none (clean_session is the client's)
+        if self._mqtt.protocol == "5":
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            properties.SessionExpiryInterval = self._mqtt.session_expiry
+            properties.ReceiveMaximum = self._mqtt.receive_maximum
+            options = {"clean_start": False, "properties": properties}
         try:
             await loop.run_in_executor(
                 None,
                 lambda: self.client.connect(
-                    self._mqtt.host,
-                    self._mqtt.port,
-                    self._mqtt.keepalive,
-                    clean_start=False,
-                    properties=properties,
+                    self._mqtt.host, self._mqtt.port, self._mqtt.keepalive, **options
                 ),
             )
         except (OSError, ssl.SSLError, ValueError) as exc:
-            return False, f"connect failed: {exc}"
+            tls_problem = describe_tls_failure(exc)
+            if tls_problem is None:
+                return False, f"connect failed: {exc}"
+            log_event(
+                _log,
+                logging.ERROR,
+                "mqtt.tls_failed",
+                host=self._mqtt.host,
+                port=self._mqtt.port,
+                reason=tls_problem,
+                check="mqtt.tls_ca_file, and that the certificate names mqtt.host",
+            )
+            return False, f"TLS handshake failed: {tls_problem}"
         try:
             session_present = await asyncio.wait_for(asyncio.shield(self._connack), CONNECT_TIMEOUT)
         except TimeoutError:
@@ -269,8 +308,12 @@ class Subscriber:
 
     async def _subscribe(self) -> list[ReasonCode]:
         assert self._suback is not None
-        options = SubscribeOptions(qos=1)
-        result, _mid = self.client.subscribe([(f, options) for f in self._mqtt.topic_filters])
+        filters = self._mqtt.topic_filters
+        if self._mqtt.protocol == "3.1.1":  # paho takes subscribe options from MQTT 5 only
+            result, _mid = self.client.subscribe([(f, 1) for f in filters])
+        else:
+            options = SubscribeOptions(qos=1)
+            result, _mid = self.client.subscribe([(f, options) for f in filters])
         if result != mqtt.MQTT_ERR_SUCCESS:
             raise BrokerConnectError(f"subscribe not sent: {mqtt.error_string(result)}")
         codes = await asyncio.wait_for(asyncio.shield(self._suback), CONNECT_TIMEOUT)
@@ -332,6 +375,7 @@ class Subscriber:
             # Here, not after the await: redelivered messages follow CONNACK in the same
             # read and must carry the new connection's generation.
             self._generation += 1
+            self.client.disable_logger()
             self._connected = True
             future.set_result(bool(flags.session_present))
 
@@ -356,10 +400,42 @@ class Subscriber:
     ) -> None:
         self._connected = False
         self.metrics.connected = False
+        reason = f"disconnected: {reason_code}"
+        socket_error, self._socket_error = self._socket_error, None
+        if socket_error is not None:
+            reason += f" ({socket_error})"
         if self._lost is not None and not self._lost.done():
-            self._lost.set_result(f"disconnected: {reason_code}")
+            self._lost.set_result(reason)
         if self._connack is not None and not self._connack.done():
-            self._connack.set_exception(BrokerConnectError(f"disconnected: {reason_code}"))
+            if socket_error is not None and "CERTIFICATE_REQUIRED" in socket_error.upper():
+                # TLS 1.3: the handshake "succeeds" and the broker's alert arrives
+                # with the first read, before CONNACK.
+                reason = (
+                    "TLS: the broker requires a client certificate: set mqtt.tls_cert_file "
+                    f"and mqtt.tls_key_file ({socket_error})"
+                )
+            self._connack.set_exception(BrokerConnectError(reason))
+
+    def _paho_errors(self) -> logging.Logger:
+        """A private logger for paho that keeps its last ERROR line in ``_socket_error``.
+
+        paho reports a socket error (a TLS alert, a reset) only through its log, just
+        before on_disconnect; the disconnect reason then says what happened. It is
+        attached from CONNECT to CONNACK, where a TLS 1.3 broker's "certificate
+        required" alert arrives. A logger rather than ``on_log``: paho formats every
+        debug line (one per packet) for ``on_log``; a logger at ERROR only checks the
+        level, and once connected it is detached altogether.
+        """
+        subscriber = self
+
+        class _Keep(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                subscriber._socket_error = record.getMessage()
+
+        logger = logging.Logger("anchorgate.paho", logging.ERROR)  # not in the registry
+        logger.propagate = False
+        logger.addHandler(_Keep(logging.ERROR))
+        return logger
 
     def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
         if self._closing:

@@ -12,11 +12,15 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
 
 from gateway.cli_errors import EXIT_FAILED, UserError
+
+if TYPE_CHECKING:
+    from ledger import PublicKey
 
 MAX_BUNDLE_FILE = 64 * 1024 * 1024
 
@@ -46,12 +50,20 @@ def _read_bundle(path: str) -> bytes:
 @click.option(
     "--checkpoint",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="A checkpoint file saved by an earlier --save-checkpoint: its head is trusted.",
+    help="A checkpoint file saved by an earlier --save-checkpoint, or a checkpoint message "
+    "the gateway published (anchorgate-checkpoint/1, signature checked): its head is trusted.",
 )
 @click.option(
     "--save-checkpoint",
     type=click.Path(dir_okay=False, path_type=Path),
     help="When valid, save this bundle's head here for the next verification.",
+)
+@click.option(
+    "--device-keys",
+    "device_keys_path",
+    type=click.Path(path_type=Path),
+    help="Device public keys: a device registry file or a directory of <device_id>.pub; "
+    "signed readings are then checked against them.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable report.")
 def verify(
@@ -60,18 +72,22 @@ def verify(
     head_hex: str | None,
     checkpoint: Path | None,
     save_checkpoint: Path | None,
+    device_keys_path: Path | None,
     as_json: bool,
 ) -> None:
     """Verify a proof bundle offline (no store, no network).
 
     Exit 0 when every check passes, 1 when one fails (the first failure is named),
-    2 on a usage error. BUNDLE may be - for stdin.
+    2 on a usage error. BUNDLE may be - for stdin. Each reading shows its origin:
+    "signed by device X (key id ...)" when its device signed it (checked with
+    --device-keys; a signature that fails exits 1), else "received by gateway G".
 
     \b
     Examples:
       anchorgate verify ship-1.proof.json --key gateway.pub
       anchorgate verify ship-1.proof.json --key gateway.pub --checkpoint last.json \\
           --save-checkpoint last.json
+      anchorgate verify ship-1.proof.json --key gateway.pub --device-keys devices.toml
     """
     from gateway.readapi import parse_head  # noqa: PLC0415
     from gateway.verify_report import render, summarize  # noqa: PLC0415
@@ -88,12 +104,21 @@ def verify(
         if head_hex:
             trusted = parse_head(head_hex, "--head")
         elif checkpoint:
-            trusted = _load_checkpoint(checkpoint, key.key_id.hex())
+            trusted = _load_checkpoint(checkpoint, key)
     except ValueError as exc:
         raise UserError(str(exc)) from None
+    device_keys = None
+    if device_keys_path is not None:
+        from gateway.devices import load_device_keys  # noqa: PLC0415
+        from gateway.errors import ConfigError  # noqa: PLC0415
+
+        try:
+            device_keys = load_device_keys(device_keys_path)
+        except ConfigError as exc:
+            raise UserError(f"--device-keys: {exc}") from None
     data = _read_bundle(bundle)
     report = verify_bundle(data, key, trusted)
-    summary = summarize(report)
+    summary = summarize(report, device_keys)
     if as_json:
         click.echo(json.dumps(summary, indent=1))
     else:
@@ -101,7 +126,7 @@ def verify(
         if not console.is_terminal:
             console = Console(highlight=False, width=160)  # files and pipes: no wrapping
         render(summary, console)
-    if not report.valid:
+    if not report.valid or summary["device_signatures"]["failed"]:
         raise click.exceptions.Exit(EXIT_FAILED)
     if save_checkpoint is not None and report.head is not None and report.head_hash:
         save = {
@@ -116,13 +141,25 @@ def verify(
             raise UserError(f"cannot write {save_checkpoint}: {exc.strerror}") from None
 
 
-def _load_checkpoint(path: Path, key_id: str) -> bytes:
+def _load_checkpoint(path: Path, key: PublicKey) -> bytes:
+    from gateway.checkpoints import CHECKPOINT_FORMAT, Checkpoint  # noqa: PLC0415
     from gateway.readapi import parse_head  # noqa: PLC0415
+    from ledger import LedgerError  # noqa: PLC0415
 
+    key_id = key.key_id.hex()
     try:
-        data = json.loads(path.read_text())
+        text = path.read_bytes()
+        data = json.loads(text)
     except (OSError, ValueError) as exc:
         raise ValueError(f"--checkpoint {path}: not a checkpoint file ({exc})") from None
+    if isinstance(data, dict) and data.get("format") == CHECKPOINT_FORMAT:
+        # A message the gateway published (gateway.checkpoints): trusted once it verifies.
+        try:
+            published = Checkpoint.from_json(text)
+            published.verify(key)
+        except LedgerError as exc:
+            raise ValueError(f"--checkpoint {path}: {exc}") from None
+        return published.block_hash
     if not isinstance(data, dict) or not isinstance(data.get("head_hash"), str):
         raise ValueError(f"--checkpoint {path}: no head_hash in it")
     if data.get("key_id") != key_id:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 from collections import defaultdict
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,7 +21,16 @@ from rich.table import Table
 from gateway.decode import parse_payload, topic_pattern
 from gateway.errors import DecodeError
 from gateway.readings import DEFAULT_TOPIC_TEMPLATE
-from ledger import VerificationReport, VerifiedReading
+from ledger import (
+    Envelope,
+    FormatError,
+    PublicKey,
+    SignatureError,
+    VerificationReport,
+    VerifiedReading,
+)
+from ledger.device_sig import SignedReading, is_signed_reading
+from ledger.keys import key_id_of
 
 _TOPIC = topic_pattern(DEFAULT_TOPIC_TEMPLATE)
 _VALUE_FIELDS = ("celsius", "lat", "lon", "alt_m", "speed_mps", "accuracy_m")
@@ -38,7 +48,47 @@ def iso_ms(ms: int) -> str:
         return f"{ms} ms"
 
 
-def reading_row(item: VerifiedReading) -> dict[str, Any]:
+def device_signature(
+    envelope: Envelope, device_keys: Mapping[str, PublicKey] | None
+) -> dict[str, Any] | None:
+    """Who signed the reading and whether it verifies; None for an unsigned reading.
+
+    ``status`` is ``verified``, ``failed`` (a wrong signature, a key that is not the
+    device's, a malformed signed reading, another device's topic) or ``unchecked`` (no
+    public key for the device was given).
+    """
+    payload = envelope.payload
+    if not is_signed_reading(payload):
+        return None
+    try:
+        signed = SignedReading.from_bytes(payload)
+    except FormatError as exc:
+        return {"device_id": None, "key_id": None, "status": "failed", "detail": str(exc)}
+    result: dict[str, Any] = {"device_id": signed.device_id, "key_id": signed.key_id.hex()}
+    match = _TOPIC.fullmatch(envelope.topic)
+    key = None if device_keys is None else device_keys.get(signed.device_id)
+    if match is not None and match["device_id"] != signed.device_id:
+        result |= {
+            "status": "failed",
+            "detail": f"signed for device {signed.device_id!r}, anchored on the topic of "
+            f"{match['device_id']!r}",
+        }
+    elif key is None:
+        given = "no device keys given (--device-keys)" if device_keys is None else "no key"
+        result |= {"status": "unchecked", "detail": f"{given} for device {signed.device_id!r}"}
+    else:
+        try:
+            signed.verify(envelope.topic, key)
+        except SignatureError as exc:
+            result |= {"status": "failed", "detail": str(exc)}
+        else:
+            result |= {"status": "verified", "detail": "the signature verifies"}
+    return result
+
+
+def reading_row(
+    item: VerifiedReading, device_keys: Mapping[str, PublicKey] | None = None
+) -> dict[str, Any]:
     """One disclosed reading as a flat mapping (payload fields, where it is anchored)."""
     envelope = item.envelope
     match = _TOPIC.fullmatch(envelope.topic)
@@ -51,6 +101,7 @@ def reading_row(item: VerifiedReading) -> dict[str, Any]:
         "received": iso_ns(envelope.received_ns),
         "device_id": match["device_id"] if match else None,
         "kind": match["kind"] if match else None,
+        "device_signature": device_signature(envelope, device_keys),
     }
     try:
         fields, fmt = parse_payload(envelope.payload)
@@ -80,8 +131,14 @@ def _device_gaps(by_kind: dict[str, list[int]]) -> dict[str, list[list[int]]]:
     return {kind: _gaps(values) for kind, values in by_kind.items()}
 
 
-def summarize(report: VerificationReport) -> dict[str, Any]:
-    """The report as a JSON-ready mapping (the shape of ``verify --json``)."""
+def summarize(
+    report: VerificationReport, device_keys: Mapping[str, PublicKey] | None = None
+) -> dict[str, Any]:
+    """The report as a JSON-ready mapping (the shape of ``verify --json``).
+
+    With ``device_keys`` (device id to public key), each signed reading's device
+    signature is checked too; ``device_signatures`` counts the outcomes.
+    """
     failure = report.failure
     summary: dict[str, Any] = {
         "valid": report.valid,
@@ -103,8 +160,25 @@ def summarize(report: VerificationReport) -> dict[str, Any]:
         }
     if report.extends is not None:
         summary["extends"] = report.extends.hex()
-    rows = [reading_row(item) for item in report.readings]
+    if report.rotations:
+        summary["rotations"] = [
+            {
+                "height": header.height,
+                "old_key_id": header.key_id.hex(),
+                "new_key_id": key_id_of(header.new_key or b"").hex(),
+            }
+            for header in report.rotations
+        ]
+    rows = [reading_row(item, device_keys) for item in report.readings]
     summary["readings"] = rows
+    outcomes = [row["device_signature"] for row in rows]
+    summary["device_signatures"] = {
+        "unsigned": sum(1 for o in outcomes if o is None),
+        **{
+            status: sum(1 for o in outcomes if o is not None and o["status"] == status)
+            for status in ("verified", "failed", "unchecked")
+        },
+    }
     summary["count"] = len(rows)
     devices: dict[str, dict[str, Any]] = {}
     seqs: dict[tuple[str, str], list[int]] = defaultdict(list)
@@ -166,6 +240,11 @@ def render(summary: dict[str, Any], console: Console) -> None:
     )
     if "extends" in summary:
         console.print(f"That head extends the older head {summary['extends']}.")
+    for rotation in summary.get("rotations", []):
+        console.print(
+            f"Key rotation at block {rotation['height']}: key {rotation['old_key_id'][:16]} "
+            f"handed the chain to key {rotation['new_key_id'][:16]}."
+        )
     console.print(f"Received between {summary['first_received']} and {summary['last_received']}.")
     for device, info in summary["devices"].items():
         assets = ", ".join(info["assets"]) or "no asset"
@@ -179,8 +258,16 @@ def render(summary: dict[str, Any], console: Console) -> None:
                 console.print(f"    {kind}: seq not among the disclosed readings: {text}")
             else:
                 console.print(f"    {kind}: seq without gaps")
+    counts = summary["device_signatures"]
+    gateway = summary["gateway_id"]
+    console.print(
+        f"Origin: {counts['verified']} signed by their device (signature verified), "
+        f"{counts['unchecked']} signed but not checked, {counts['failed']} with a device "
+        f"signature that FAILS, {counts['unsigned']} unsigned (received by gateway "
+        f"{gateway!r} only)."
+    )
     table = Table(title="Proven readings")
-    for column in ("id", "device", "kind", "seq", "sensor time", "received", "values"):
+    for column in ("id", "device", "kind", "seq", "sensor time", "received", "values", "origin"):
         table.add_column(column, overflow="fold")
     for row in summary["readings"]:
         table.add_row(
@@ -191,5 +278,26 @@ def render(summary: dict[str, Any], console: Console) -> None:
             iso_ms(row["ts"]) if type(row.get("ts")) is int else "",
             row["received"],
             _value(row),
+            origin(row, gateway),
         )
     console.print(table)
+    for row in summary["readings"]:
+        signature = row["device_signature"]
+        if signature is not None and signature["status"] == "failed":
+            console.print(
+                f"[bold red]device signature FAILS[/] for {row['id']}: {signature['detail']}"
+            )
+
+
+def origin(row: dict[str, Any], gateway_id: str) -> str:
+    """ "signed by device X (key id ...): verified", or "received by gateway G"."""
+    signature = row.get("device_signature")
+    if signature is None:
+        return f"received by gateway {gateway_id}"
+    if signature["device_id"] is None:
+        return "malformed device signature: FAILS"
+    verdict = {"verified": "verified", "failed": "FAILS", "unchecked": "not checked"}
+    return (
+        f"signed by device {signature['device_id']} (key id {signature['key_id'][:16]}): "
+        f"{verdict[signature['status']]}"
+    )

@@ -2,7 +2,8 @@
 
 The few things most callers need are exported here; the primitives stay reachable in
 their modules (``ledger.merkle``, ``ledger.envelope``, ``ledger.header``,
-``ledger.chain``, ``ledger.keys``, ``ledger.bundle``, ``ledger.verify``). docs/FORMAT.md is the
+``ledger.chain``, ``ledger.keys``, ``ledger.bundle``, ``ledger.verify``,
+``ledger.keyschedule``). docs/FORMAT.md is the
 normative description of every byte format this package reads or writes.
 """
 

@@ -7,6 +7,11 @@ the head's block log, the head's header and signature, and optionally the proof 
 the head extends an older head. Readings that were not asked for appear only as
 sibling hashes, and the bundle grows with log(chain length), not with it.
 
+A chain that changed its signing key (rotation blocks, header version 2) gives
+bundles of format ``anchorgate-proof/2``: the same members plus ``rotations``, every
+rotation block below the head with its proof in the head's block log, so that a
+verifier holding only the original public key can follow the keys to the head.
+
 Verification lives in :mod:`ledger.verify`.
 """
 
@@ -22,6 +27,8 @@ from ledger.header import BlockHash, BlockHeader, block_hash
 from ledger.merkle import MerkleTree, hash_leaf
 
 BUNDLE_FORMAT = "anchorgate-proof/1"
+ROTATION_BUNDLE_FORMAT = "anchorgate-proof/2"
+BUNDLE_FORMATS = (BUNDLE_FORMAT, ROTATION_BUNDLE_FORMAT)
 
 
 def _b64(data: bytes) -> str:
@@ -89,14 +96,25 @@ def build_bundle(
     disclosures: Sequence[Disclosure],
     log_proofs: Mapping[int, Sequence[bytes]],
     extends: HeadExtension | None = None,
+    rotations: Sequence[SignedHeader] = (),
 ) -> dict[str, Any]:
     """Assemble a bundle; ``log_proofs[h]`` proves block h in the head's block log.
 
     The head's log has size ``head.height``; a block at the head's own height needs
     no log proof. ``extends`` optionally proves that the head extends an older head.
+    ``rotations`` are ALL the chain's rotation blocks below the head, in height order
+    (``log_proofs`` must hold their proofs too); with any, or with a rotation header
+    anywhere in the bundle, the format is ``anchorgate-proof/2`` and ``key_id`` names
+    the original key (the signer of the first rotation).
     Returns the JSON-ready mapping (see :func:`dumps_bundle`).
     """
     head_header = head.header
+    rotation_headers = [r.header for r in rotations]
+    heights = [h.height for h in rotation_headers]
+    if any(not h.is_rotation for h in rotation_headers) or heights != sorted(set(heights)):
+        raise ValueError("rotations must be distinct rotation blocks in height order")
+    if heights and heights[-1] >= head_header.height:
+        raise ValueError(f"rotation block {heights[-1]} is not below the head")
     blocks: dict[int, SignedHeader] = {}
     readings = []
     for item in disclosures:
@@ -114,10 +132,15 @@ def build_bundle(
                 "path": [_b64(p) for p in item.path],
             }
         )
+    rotated = bool(rotations) or any(
+        block.header.is_rotation
+        for block in [head, *blocks.values(), *([extends.old] if extends else [])]
+    )
+    original_key = rotation_headers[0].key_id if rotation_headers else head_header.key_id
     bundle: dict[str, Any] = {
-        "format": BUNDLE_FORMAT,
+        "format": ROTATION_BUNDLE_FORMAT if rotated else BUNDLE_FORMAT,
         "gateway_id": head_header.gateway_id,
-        "key_id": head_header.key_id.hex(),
+        "key_id": original_key.hex(),
         "head": {
             "height": head_header.height,
             "header": _b64(head.header_bytes),
@@ -135,6 +158,17 @@ def build_bundle(
         ],
         "readings": readings,
     }
+    if rotated:
+        bundle["rotations"] = [
+            {
+                "height": rotation.header.height,
+                "header": _b64(rotation.header_bytes),
+                "signature": _b64(rotation.signature),
+                "log_size": head_header.height,
+                "log_proof": [_b64(p) for p in log_proofs[rotation.header.height]],
+            }
+            for rotation in rotations
+        ]
     if extends is not None:
         bundle["extends"] = {
             "height": extends.old.header.height,

@@ -6,6 +6,13 @@ creation time. The gateway persists it with every block, so a restart continues 
 chain without replaying it. :class:`ChainBuilder` seals batches into signed blocks;
 :class:`ChainVerifier` checks headers one at a time in O(log n) memory and names the
 first broken link.
+
+Key rotation: :meth:`ChainBuilder.rotate` seals a rotation block (header version 2)
+signed by the current key that names the next key, and switches the builder to it.
+The verifier follows rotations: after one, only the new key is trusted and every key
+trusted before is revoked (``revoked-key``); a key nobody introduced is
+``unknown-key``. So a verifier that starts from the original key alone can check a
+chain across any number of rotations.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from ledger.canonical import field_bytes, field_int, pack, unpack_array
 from ledger.errors import ChainError, FormatError, SignatureError
 from ledger.header import ZERO_HASH, BlockHash, BlockHeader, block_hash
 from ledger.keys import KeyId, PublicKey, SigningKey
-from ledger.merkle import HASH_SIZE, Frontier, MerkleTree, hash_leaf
+from ledger.merkle import EMPTY_ROOT, HASH_SIZE, Frontier, MerkleTree, hash_leaf
 
 HEAD_VERSION = 1
 _WHAT = "chain head"
@@ -99,6 +106,45 @@ class ChainBuilder:
         self.key = key
         self.head = head if head is not None else ChainHead.genesis()
 
+    def rotate(self, new_key: SigningKey, created_ns: int) -> SealedBlock:
+        """Seal a rotation block signed by the current key; later blocks use ``new_key``.
+
+        The rotation block carries no batch: ``leaf_count`` 0, the empty-tree batch
+        root, and ``created_ns`` (raised to the previous block's) as all three times.
+        """
+        head = self.head
+        created = max(created_ns, head.last_created_ns)
+        header = BlockHeader(
+            gateway_id=self.gateway_id,
+            height=head.height,
+            prev_hash=head.prev_hash,
+            log_root=head.log().root(),
+            batch_root=EMPTY_ROOT,
+            leaf_count=0,
+            first_received_ns=created,
+            last_received_ns=created,
+            created_ns=created,
+            key_id=self.key.key_id,
+            new_key=new_key.public_key.raw,
+        )
+        sealed = self._sign(header, MerkleTree(()))
+        self.key = new_key
+        return sealed
+
+    def _sign(self, header: BlockHeader, tree: MerkleTree) -> SealedBlock:
+        header_bytes = header.to_bytes()
+        hash_ = block_hash(header_bytes)
+        sealed = SealedBlock(
+            header=header,
+            header_bytes=header_bytes,
+            signature=self.key.sign(header_bytes),
+            block_hash=hash_,
+            tree=tree,
+            head_after=self.head.after(header, hash_),
+        )
+        self.head = sealed.head_after
+        return sealed
+
     def seal(
         self,
         leaf_hashes: Sequence[bytes],
@@ -127,25 +173,17 @@ class ChainBuilder:
             created_ns=max(created_ns, last_received_ns, head.last_created_ns),
             key_id=self.key.key_id,
         )
-        header_bytes = header.to_bytes()
-        hash_ = block_hash(header_bytes)
-        sealed = SealedBlock(
-            header=header,
-            header_bytes=header_bytes,
-            signature=self.key.sign(header_bytes),
-            block_hash=hash_,
-            tree=tree,
-            head_after=head.after(header, hash_),
-        )
-        self.head = sealed.head_after
-        return sealed
+        return self._sign(header, tree)
 
 
 class ChainVerifier:
     """Checks a chain of headers one at a time, in O(log n) memory.
 
     Feed headers in height order; :meth:`feed` raises :class:`ChainError` on the first
-    broken link. ``start`` resumes from a trusted head instead of genesis.
+    broken link. ``keys`` are the keys trusted at the start (normally the gateway's
+    original key); a rotation block signed by one of them replaces them all by the key
+    it names, and they join ``revoked``. ``start`` resumes from a trusted head instead
+    of genesis; ``keys`` and ``revoked`` must then be the keys as they stood there.
     """
 
     def __init__(
@@ -153,8 +191,11 @@ class ChainVerifier:
         keys: Mapping[KeyId, PublicKey],
         gateway_id: str | None = None,
         start: ChainHead | None = None,
+        revoked: Iterable[bytes] = (),
     ) -> None:
         self.keys = dict(keys)
+        self.revoked: set[bytes] = set(revoked)
+        self.rotations: list[tuple[int, PublicKey]] = []
         self.gateway_id = gateway_id
         self.head = start if start is not None else ChainHead.genesis()
 
@@ -167,6 +208,12 @@ class ChainVerifier:
         h = header.height
         key = self.keys.get(KeyId(header.key_id))
         if key is None:
+            if header.key_id in self.revoked:
+                raise ChainError(
+                    "revoked-key",
+                    h,
+                    f"signed by key {header.key_id.hex()[:16]}, which an earlier rotation revoked",
+                )
             raise ChainError("unknown-key", h, f"signed by unknown key {header.key_id.hex()[:16]}")
         try:
             key.verify(signature, header_bytes)
@@ -188,6 +235,13 @@ class ChainVerifier:
             raise ChainError("log-root", h, "block log root does not match the blocks before")
         if header.created_ns < self.head.last_created_ns:
             raise ChainError("time-backwards", h, "created before the previous block")
+        if header.new_key is not None:
+            new_key = PublicKey(header.new_key)
+            if new_key.key_id in self.revoked:
+                raise ChainError("rotation", h, "the rotation names a key revoked earlier")
+            self.revoked.update(self.keys)
+            self.keys = {new_key.key_id: new_key}
+            self.rotations.append((h, new_key))
         self.head = self.head.after(header, block_hash(header_bytes))
         return header
 
@@ -197,7 +251,11 @@ def verify_chain(
     keys: Mapping[KeyId, PublicKey],
     gateway_id: str | None = None,
 ) -> ChainHead:
-    """Verify (header_bytes, signature) pairs from genesis; return the resulting head."""
+    """Verify (header_bytes, signature) pairs from genesis; return the resulting head.
+
+    ``keys`` are the keys trusted at genesis; rotations are followed (see
+    :class:`ChainVerifier`).
+    """
     verifier = ChainVerifier(keys, gateway_id)
     for header_bytes, signature in blocks:
         verifier.feed(header_bytes, signature)

@@ -45,8 +45,9 @@ class ChainError(LedgerError):
     """A broken link in a chain of block headers.
 
     ``reason`` is a short stable code (``height-gap``, ``duplicate-height``,
-    ``prev-hash``, ``log-root``, ``signature``, ``unknown-key``, ``time-backwards``,
-    ``gateway-id``, ``format``); ``height`` is the height of the offending header.
+    ``prev-hash``, ``log-root``, ``signature``, ``unknown-key``, ``revoked-key``,
+    ``time-backwards``, ``gateway-id``, ``rotation``, ``format``); ``height`` is the
+    height of the offending header.
     """
 
     def __init__(self, reason: str, height: int, message: str) -> None:

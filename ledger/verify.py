@@ -4,6 +4,11 @@ Sizes and indexes are always checked against what is signed: a claimed ``batch_s
 must equal the header's ``leaf_count`` and a claimed ``log_size`` the head's height.
 :func:`verify_bundle` never raises on hostile input: it returns a
 :class:`VerificationReport` listing every check made and the first that failed.
+
+Key rotation (``anchorgate-proof/2``): the trusted key is the gateway's original key;
+the bundle's ``rotations`` lead from it to the key of every later header. Each header
+must be signed by the key in effect at its height: an earlier key is ``revoked-key``,
+any other ``unknown-key``.
 """
 
 from __future__ import annotations
@@ -11,15 +16,16 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-from ledger.bundle import BUNDLE_FORMAT
+from ledger.bundle import BUNDLE_FORMATS, ROTATION_BUNDLE_FORMAT
 from ledger.envelope import Envelope
-from ledger.errors import FormatError, LedgerError, ProofError, SignatureError
+from ledger.errors import ChainError, FormatError, LedgerError, ProofError, SignatureError
 from ledger.header import BlockHeader, block_hash
 from ledger.keys import PublicKey
+from ledger.keyschedule import KeySchedule
 from ledger.merkle import (
     HASH_SIZE,
     hash_leaf,
@@ -27,6 +33,8 @@ from ledger.merkle import (
     root_from_inclusion_proof,
     verify_consistency,
 )
+
+_T = TypeVar("_T")
 
 MAX_BUNDLE_BYTES = 64 * 1024 * 1024
 MAX_PROOF_HASHES = 64
@@ -65,6 +73,7 @@ class VerificationReport:
     head_hash: bytes | None = None
     extends: bytes | None = None
     readings: list[VerifiedReading] = field(default_factory=list)
+    rotations: list[BlockHeader] = field(default_factory=list)
 
     @property
     def failure(self) -> Check | None:
@@ -135,8 +144,16 @@ def _get_hashes(obj: Mapping[str, Any], key: str, where: str) -> list[bytes]:
     return hashes
 
 
+def _scheduled(where: str, step: Callable[..., _T], *args: Any) -> _T:
+    """Run a key schedule step; its ChainError becomes the failed check it names."""
+    try:
+        return step(*args)
+    except ChainError as exc:
+        raise _Failed(exc.reason, where, f"{where}: {exc}") from None
+
+
 def _signed_header(
-    entry: Mapping[str, Any], where: str, key: PublicKey, gateway_id: str
+    entry: Mapping[str, Any], where: str, keys: KeySchedule, gateway_id: str
 ) -> tuple[BlockHeader, bytes]:
     header_bytes = _get_bytes(entry, "header", where)
     signature = _get_bytes(entry, "signature", where)
@@ -144,13 +161,7 @@ def _signed_header(
         header = BlockHeader.from_bytes(header_bytes)
     except FormatError as exc:
         raise _Failed("format", where, f"{where}: {exc}") from None
-    _require(
-        header.key_id == key.key_id,
-        "key",
-        where,
-        f"{where} was signed by key {header.key_id.hex()[:16]}, not the trusted key "
-        f"{key.key_id.hex()[:16]}",
-    )
+    key = _scheduled(where, keys.key_for, header)
     _require(
         header.gateway_id == gateway_id,
         "gateway",
@@ -170,6 +181,9 @@ def verify_bundle(
     trusted_head: bytes | None = None,
 ) -> VerificationReport:
     """Verify a bundle against the trusted gateway key; never raises on bad input.
+
+    ``key`` is the gateway's original public key; rotations in an
+    ``anchorgate-proof/2`` bundle lead from it to the keys of later blocks.
 
     ``trusted_head``, when given, is a block hash the auditor already trusts: the
     bundle's head must be that block, or the bundle's ``extends`` entry must prove
@@ -227,10 +241,11 @@ def _verify(
     bundle = _parse(raw)
     fmt = bundle.get("format")
     _require(
-        fmt == BUNDLE_FORMAT,
+        fmt in BUNDLE_FORMATS,
         "version",
         "bundle",
-        f"unknown bundle format {fmt!r}; this verifier knows {BUNDLE_FORMAT!r}",
+        f"unknown bundle format {fmt!r}; this verifier knows "
+        + " and ".join(map(repr, BUNDLE_FORMATS)),
     )
     gateway_id: str = _get(bundle, "gateway_id", str, "bundle")
     key_id_hex: str = _get(bundle, "key_id", str, "bundle")
@@ -240,10 +255,14 @@ def _verify(
         "bundle",
         f"bundle is for key {key_id_hex[:16]}, but the trusted key is {key.key_id.hex()[:16]}",
     )
-    checks.append(Check("format", True, "bundle", f"format {BUNDLE_FORMAT}"))
+    checks.append(Check("format", True, "bundle", f"format {fmt}"))
 
+    keys = KeySchedule(key, fmt == ROTATION_BUNDLE_FORMAT)
+    rotations: list[tuple[Mapping[str, Any], BlockHeader, bytes]] = []
+    if keys.rotating:
+        rotations = _verify_rotations(bundle, keys, gateway_id, report)
     head_entry = _get(bundle, "head", dict, "bundle")
-    head, head_bytes = _signed_header(head_entry, "head", key, gateway_id)
+    head, head_bytes = _signed_header(head_entry, "head", keys, gateway_id)
     _require(
         _get_int(head_entry, "height", "head") == head.height,
         "format",
@@ -252,9 +271,21 @@ def _verify(
     )
     report.head, report.head_hash = head, block_hash(head_bytes)
     checks.append(Check("signature", True, f"head block {head.height}", "head signature valid"))
+    for entry, header, header_bytes in rotations:
+        _in_log(entry, header, header_bytes, head, f"rotations[{len(report.rotations)}]")
+        report.rotations.append(header)
+        checks.append(
+            Check(
+                "rotation",
+                True,
+                f"block {header.height}",
+                f"key {header.key_id.hex()[:16]} hands over to "
+                f"{PublicKey(header.new_key or bytes(32)).key_id.hex()[:16]}",
+            )
+        )
     if "extends" in bundle:
         extends = _get(bundle, "extends", dict, "bundle")
-        report.extends = _verify_extension(extends, head, key, gateway_id)
+        report.extends = _verify_extension(extends, head, keys, gateway_id)
         checks.append(
             Check(
                 "head-extension",
@@ -287,7 +318,7 @@ def _verify(
     for i, entry in enumerate(block_entries):
         where = f"blocks[{i}]"
         _require(type(entry) is dict, "format", where, f"{where} is not an object")
-        header, header_bytes = _signed_header(entry, where, key, gateway_id)
+        header, header_bytes = _signed_header(entry, where, keys, gateway_id)
         subject = f"block {header.height}"
         _require(
             _get_int(entry, "height", where) == header.height,
@@ -296,35 +327,8 @@ def _verify(
             f"{where}: claimed height differs from the signed header",
         )
         _require(header.height not in blocks, "format", subject, f"{subject} appears twice")
-        _require(
-            header.height < head.height,
-            "chain-truncated",
-            subject,
-            f"{subject} is not below the head (height {head.height}): the chain shown "
-            "ends before it",
-        )
-        log_size = _get_int(entry, "log_size", where)
-        _require(
-            log_size == head.height,
-            "size-mismatch",
-            subject,
-            f"{where}: log_size {log_size} differs from the signed head height {head.height}",
-        )
-        try:
-            root = root_from_inclusion_proof(
-                hash_leaf(block_hash(header_bytes)),
-                header.height,
-                head.height,
-                _get_hashes(entry, "log_proof", where),
-            )
-        except ProofError as exc:
-            raise _Failed("block-in-chain", subject, f"{subject}: {exc}") from None
-        _require(
-            root == head.log_root,
-            "block-in-chain",
-            subject,
-            f"{subject} is not in the chain below head {head.height} (log proof fails)",
-        )
+        _in_log(entry, header, header_bytes, head, where)
+        _scheduled(where, keys.check_listed, header, header_bytes, head.height)
         blocks[header.height] = header
         checks.append(Check("block-in-chain", True, subject, f"signed, in chain at {head.height}"))
 
@@ -342,11 +346,77 @@ def _verify(
         report.readings.append(_verify_reading(entry, where, blocks, seen, checks))
 
 
+def _verify_rotations(
+    bundle: Mapping[str, Any], keys: KeySchedule, gateway_id: str, report: VerificationReport
+) -> list[tuple[Mapping[str, Any], BlockHeader, bytes]]:
+    """Follow ``rotations`` from the trusted key (their place in the chain comes later)."""
+    entries = _get(bundle, "rotations", list, "bundle")
+    _require(
+        len(entries) <= MAX_PROOF_HASHES,
+        "format",
+        "bundle",
+        f"bundle: more than {MAX_PROOF_HASHES} rotations",
+    )
+    found = []
+    for i, entry in enumerate(entries):
+        where = f"rotations[{i}]"
+        _require(type(entry) is dict, "format", where, f"{where} is not an object")
+        header, header_bytes = _signed_header(entry, where, keys, gateway_id)
+        _require(
+            _get_int(entry, "height", where) == header.height,
+            "format",
+            where,
+            f"{where}: claimed height differs from the signed header",
+        )
+        _scheduled(where, keys.add_rotation, header, header_bytes)
+        found.append((entry, header, header_bytes))
+    return found
+
+
+def _in_log(
+    entry: Mapping[str, Any],
+    header: BlockHeader,
+    header_bytes: bytes,
+    head: BlockHeader,
+    where: str,
+) -> None:
+    """A ``blocks`` or ``rotations`` entry: below the head, and in the head's block log."""
+    subject = f"block {header.height}"
+    _require(
+        header.height < head.height,
+        "chain-truncated",
+        subject,
+        f"{subject} is not below the head (height {head.height}): the chain shown ends before it",
+    )
+    log_size = _get_int(entry, "log_size", where)
+    _require(
+        log_size == head.height,
+        "size-mismatch",
+        subject,
+        f"{where}: log_size {log_size} differs from the signed head height {head.height}",
+    )
+    try:
+        root = root_from_inclusion_proof(
+            hash_leaf(block_hash(header_bytes)),
+            header.height,
+            head.height,
+            _get_hashes(entry, "log_proof", where),
+        )
+    except ProofError as exc:
+        raise _Failed("block-in-chain", subject, f"{subject}: {exc}") from None
+    _require(
+        root == head.log_root,
+        "block-in-chain",
+        subject,
+        f"{subject} is not in the chain below head {head.height} (log proof fails)",
+    )
+
+
 def _verify_extension(
-    entry: Mapping[str, Any], head: BlockHeader, key: PublicKey, gateway_id: str
+    entry: Mapping[str, Any], head: BlockHeader, keys: KeySchedule, gateway_id: str
 ) -> bytes:
     """Check an ``extends`` entry; return the older head's block hash."""
-    old, old_bytes = _signed_header(entry, "extends", key, gateway_id)
+    old, old_bytes = _signed_header(entry, "extends", keys, gateway_id)
     subject = f"older head block {old.height}"
     _require(
         _get_int(entry, "height", "extends") == old.height,
@@ -377,6 +447,7 @@ def _verify_extension(
             _require(not consistency, "head-extension", subject, "proof from height 0 not empty")
     except ProofError as exc:
         raise _Failed("head-extension", subject, f"{subject}: {exc}") from None
+    _scheduled("extends", keys.check_listed, old, old_bytes, head.height)
     return old_hash
 
 

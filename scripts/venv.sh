@@ -40,6 +40,8 @@ ensure_venv() {
     fi
 }
 
+# scripts/check only: the broker tests start a real Mosquitto. Never fails the caller;
+# the demo does not call it (without Mosquitto it uses the embedded Python broker).
 ensure_mosquitto() {
     if command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ]; then
         return 0

@@ -18,7 +18,7 @@ from __future__ import annotations
 import heapq
 import random
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from gateway.readings import (
@@ -29,9 +29,11 @@ from gateway.readings import (
     encode_payload,
     topic_for,
 )
+from ledger import SigningKey
 from simulators.faults import PAYLOAD_FAULTS, corrupt
 from simulators.manifest import DeviceRecord, Manifest
 from simulators.scenario import FaultSpec, Group, Scenario
+from simulators.signing import signed_payload
 from simulators.thermal import PARTS, ComponentModel, DutyCycle
 from simulators.tracker import ShipmentModel
 
@@ -68,6 +70,7 @@ class Device:
         "group",
         "history",
         "index",
+        "key",
         "record",
         "seq",
         "shipment",
@@ -91,6 +94,7 @@ class Device:
         shipment: ShipmentModel | None = None,
     ) -> None:
         self.device_id = device_id
+        self.key: SigningKey | None = None  # set: the device signs what it publishes
         self.asset_id = asset_id
         self.group = group
         self.index = index
@@ -143,8 +147,10 @@ class Simulation:
         rng: random.Random,
         ts_ms: Callable[[float], int],
         manifest: Manifest,
+        device_keys: Mapping[str, SigningKey] | None = None,
     ) -> None:
         self.scenario = scenario
+        self.device_keys = device_keys or {}
         self.rng = rng
         self.ts_ms = ts_ms  # device clock (before skew) for a report due at run time t
         self.manifest = manifest
@@ -212,6 +218,7 @@ class Simulation:
             component=component,
             shipment=shipment,
         )
+        device.key = self.device_keys.get(device_id)
         self.devices.append(device)
         self._heap.append((rng.uniform(0.0, group.interval_s), index))
 
@@ -304,8 +311,8 @@ class Simulation:
         for reading in readings:
             seq = reading.seq
             assert seq is not None  # the simulator always numbers genuine readings
-            payload = encode_payload(reading.to_payload(), fmt)
             topic = device.topics[reading.kind]
+            payload = self._signed(device, topic, encode_payload(reading.to_payload(), fmt))
             out.append(Outgoing(topic, payload, device.connection, due))
             device.record.add_reading(seq, reading.kind)
             device.history.append((topic, seq, payload))
@@ -337,6 +344,7 @@ class Simulation:
                 params=spec.params,
             )
             topic = device.topics[reading.kind]
+            payload = self._signed(device, topic, payload)
             out.append(Outgoing(topic, payload, device.connection, due))
             manifest.fault_message(
                 kind, device.device_id, seq=reading.seq, topic=topic, payload=payload, at=due
@@ -358,6 +366,13 @@ class Simulation:
             manifest.fault_action(kind, device.device_id, due, connection=device.connection)
         else:  # pragma: no cover - FAULT_KINDS and this dispatch are kept in step by tests
             raise AssertionError(kind)
+
+    @staticmethod
+    def _signed(device: Device, topic: str, payload: bytes) -> bytes:
+        """What the device puts on the wire: signed when it holds a key."""
+        if device.key is None or not payload:
+            return payload
+        return signed_payload(device.key, topic, device.device_id, payload)
 
     def _other_device(self, device: Device) -> str:
         """Another device's id (the next in the fleet), for a payload that lies about its sender."""

@@ -11,6 +11,15 @@ feed a gateway faster than it ingests. aiomqtt still owns the connection, its
 socket callbacks and TLS; messages are written by aiomqtt's writer callback when
 we yield to the loop.
 
+Connections speak MQTT 5 (or 3.1.1 with ``[broker] protocol = "3.1.1"``, for a broker
+without MQTT 5 such as the demo's embedded one) and use the scenario's TLS context
+(:meth:`~simulators.broker_settings.BrokerSettings.ssl_context`: the broker's
+certificate and host name are verified). A QoS 1 or 2 publish that the broker answers
+with a failure reason code (``Not authorized``: its ACL refuses this user that topic)
+is counted, and ends the run with a :class:`PublishError`; aiomqtt's ``publish``
+alone would report it as delivered. (MQTT 3.1.1 has no such codes: a refusing broker
+drops the message or the connection.)
+
 An abrupt disconnect (fault ``disconnect``) first waits until everything already
 handed over on that connection is on the wire (QoS 0) or acknowledged (QoS 1+), so
 the manifest stays exact; then it shuts the socket down, so the broker sees the TCP
@@ -27,12 +36,15 @@ import contextlib
 import socket
 from contextlib import AsyncExitStack
 from types import TracebackType
+from typing import Any
 
 import aiomqtt
 import paho.mqtt.client as paho
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
-from simulators.errors import PublishError
-from simulators.scenario import BrokerSettings
+from simulators.broker_settings import BrokerSettings
+from simulators.errors import PublishError, ScenarioError
 
 
 class _Connection:
@@ -42,6 +54,8 @@ class _Connection:
         self.last: paho.MQTTMessageInfo | None = None  # latest QoS 0 message handed over
         self.marker: paho.MQTTMessageInfo | None = None  # QoS 0 message at the last pace()
         self.pending: set[asyncio.Task[None]] = set()  # QoS 1+ publishes awaiting PUBACK
+        self.refused = 0  # publishes the broker answered with a failure reason code
+        self.refusal = ""  # the first such reason ("Not authorized")
 
     @property
     def paho(self) -> paho.Client:
@@ -61,13 +75,10 @@ class Publisher:
 
     async def _connect(self, index: int) -> _Connection:
         s = self.settings
-        tls = None
-        if s.tls:
-            tls = aiomqtt.TLSParameters(
-                ca_certs=str(s.ca_file) if s.ca_file else None,
-                certfile=str(s.cert_file) if s.cert_file else None,
-                keyfile=str(s.key_file) if s.key_file else None,
-            )
+        try:
+            tls_context = s.ssl_context()
+        except ScenarioError as exc:  # a file changed since the scenario was loaded
+            raise PublishError(str(exc)) from None
         client = aiomqtt.Client(
             s.host,
             s.port,
@@ -76,7 +87,12 @@ class Publisher:
             username=s.username,
             password=s.password,
             keepalive=s.keepalive,
-            tls_params=tls,
+            tls_context=tls_context,
+            # MQTT 5, so that a publish the broker refuses (its ACL) comes back as a
+            # PUBACK reason code instead of vanishing.
+            protocol=aiomqtt.ProtocolVersion.V5
+            if s.protocol == "5"
+            else aiomqtt.ProtocolVersion.V311,
             max_inflight_messages=s.inflight,
         )
         # aiomqtt logs a warning per publish while more than this many are pending;
@@ -88,6 +104,7 @@ class Publisher:
         except aiomqtt.MqttError as exc:
             raise PublishError(f"cannot connect to MQTT broker {s.host}:{s.port}: {exc}") from None
         conn = _Connection(client, stack)
+        _watch_refusals(conn)
         if self.qos == 0:
             # Nothing waits on QoS 0 confirmations (we poll MQTTMessageInfo); without a
             # callback paho skips building a ReasonCode and Properties per message.
@@ -114,6 +131,7 @@ class Publisher:
                     task.cancel()
                 with contextlib.suppress(aiomqtt.MqttError):
                     await conn.stack.aclose()
+                _forget_disconnect(conn)
             self.connections.clear()
 
     def publish(self, connection: int, topic: str, payload: bytes) -> None:
@@ -158,8 +176,10 @@ class Publisher:
                 conn.pending, timeout=0.5, return_when=asyncio.FIRST_COMPLETED
             )
             _raise_failures(done)
+            _check_refusals(conn, self.settings.username)
             # aiomqtt would wait out its publish timeout on a dead connection; don't.
             _check_connected(conn)
+        _check_refusals(conn, self.settings.username)
 
     async def drop(self, connection: int) -> None:
         """Close ``connection`` without an MQTT DISCONNECT, then connect it again."""
@@ -172,6 +192,7 @@ class Publisher:
         # aiomqtt now finds the connection lost and says so; that is the point.
         with contextlib.suppress(aiomqtt.MqttError):
             await conn.stack.aclose()
+        _forget_disconnect(conn)
         self._redials[connection] += 1
         self.connections[connection] = await self._connect(connection)
         self.drops += 1
@@ -189,3 +210,44 @@ def _raise_failures(done: set[asyncio.Task[None]]) -> None:
         exc = task.exception()
         if exc is not None:
             raise PublishError(f"publish failed: {exc}") from None
+
+
+def _watch_refusals(conn: _Connection) -> None:
+    """Count PUBACK/PUBREC failure codes, which aiomqtt's publish ignores."""
+    forward = conn.paho.on_publish
+
+    def on_publish(
+        client: paho.Client,
+        userdata: Any,
+        mid: int,
+        reason_code: ReasonCode,
+        properties: Properties,
+    ) -> None:
+        if reason_code.is_failure:
+            conn.refused += 1
+            conn.refusal = conn.refusal or str(reason_code)
+        if forward is not None:
+            forward(client, userdata, mid, reason_code, properties)  # type: ignore[call-arg]
+
+    conn.paho.on_publish = on_publish
+
+
+def _check_refusals(conn: _Connection, user: str | None) -> None:
+    if conn.refused:
+        who = f"user {user!r}" if user else "an anonymous client"
+        raise PublishError(
+            f"the broker refused {conn.refused} publish(es) from {who}: {conn.refusal} "
+            "(its ACL does not let this user publish on these topics)"
+        )
+
+
+def _forget_disconnect(conn: _Connection) -> None:
+    """Mark an expected disconnect's error as seen.
+
+    Under MQTT 5 an abrupt close leaves aiomqtt's ``_disconnected`` future holding an
+    "Unexpected disconnection" error that its ``__aexit__`` does not retrieve; asyncio
+    would print it at garbage collection.
+    """
+    future = conn.client._disconnected
+    if future.done() and not future.cancelled():
+        future.exception()

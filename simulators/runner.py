@@ -21,6 +21,7 @@ from simulators.manifest import Manifest
 from simulators.progress import ProgressDisplay
 from simulators.publisher import Publisher
 from simulators.scenario import Scenario
+from simulators.signing import load_device_keys
 
 BATCH = 500  # messages handed to the client between yields to the event loop
 
@@ -106,7 +107,14 @@ async def run_scenario(
         def ts_ms(due: float) -> int:
             return now_ms()
 
-    sim = Simulation(scenario, rng=random.Random(scenario.seed), ts_ms=ts_ms, manifest=manifest)
+    keys = load_device_keys(scenario.device_keys) if scenario.device_keys else None
+    sim = Simulation(
+        scenario,
+        rng=random.Random(scenario.seed),
+        ts_ms=ts_ms,
+        manifest=manifest,
+        device_keys=keys,
+    )
     lag = LagStats()
     sent = 0
     async with Publisher(scenario.broker, scenario.qos) as publisher:

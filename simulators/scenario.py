@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from gateway.readings import DEFAULT_TOPIC_TEMPLATE, PayloadFormat
+from simulators.broker_settings import BrokerSettings, read_password
 from simulators.errors import ScenarioError
 from simulators.faults import FAULT_KINDS, FAULT_PARAMS, FaultKind
 from simulators.routes import Route, resolve_route
@@ -35,24 +37,6 @@ EVENT_KINDS: tuple[str, ...] = (*COMPONENT_FAULTS, *SHIPMENT_FAULTS)
 
 T = TypeVar("T")
 _REQUIRED: Any = object()
-
-
-@dataclass(frozen=True)
-class BrokerSettings:
-    """Where and how to connect; ``connections`` clients share the fleet's devices."""
-
-    host: str = "127.0.0.1"
-    port: int = 1883
-    tls: bool = False
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
-    username: str | None = None
-    password: str | None = None
-    client_id: str = "anchorgate-sim"
-    connections: int = 1
-    keepalive: int = 30
-    inflight: int = 100
 
 
 @dataclass(frozen=True)
@@ -121,6 +105,7 @@ class Scenario:
     broker: BrokerSettings = field(default_factory=BrokerSettings)
     events: tuple[EventSpec, ...] = ()
     faults: tuple[FaultSpec, ...] = ()
+    device_keys: Path | None = None  # a directory of <device_id>.key: those devices sign
 
     @property
     def device_count(self) -> int:
@@ -221,21 +206,34 @@ def _path(table: _Table, key: str, base_dir: Path) -> Path | None:
     return path if path.is_absolute() else base_dir / path
 
 
-def _broker(table: _Table, base_dir: Path) -> BrokerSettings:
-    settings = BrokerSettings(
-        host=table.text("host", "127.0.0.1"),
-        port=table.integer("port", 1883, 1, 65535),
-        tls=table.boolean("tls", False),
-        ca_file=_path(table, "ca_file", base_dir),
-        cert_file=_path(table, "cert_file", base_dir),
-        key_file=_path(table, "key_file", base_dir),
-        username=table.text("username", None),
-        password=table.text("password", None),
-        client_id=table.text("client_id", "anchorgate-sim"),
-        connections=table.integer("connections", 1, 1, 64),
-        keepalive=table.integer("keepalive", 30, 5, 3600),
-        inflight=table.integer("inflight", 100, 1, 65535),
-    )
+def _broker(table: _Table, base_dir: Path, environ: Mapping[str, str]) -> BrokerSettings:
+    password = table.text("password", None)
+    password_env = table.text("password_env", None)
+    password_file = _path(table, "password_file", base_dir)
+    if password is not None and (password_env is not None or password_file is not None):
+        raise table.fail("password", "cannot be combined with password_env or password_file")
+    try:
+        if password is None:
+            password = read_password(password_env, password_file, environ)
+        settings = BrokerSettings(
+            host=table.text("host", "127.0.0.1"),
+            port=table.integer("port", 1883, 1, 65535),
+            tls=table.boolean("tls", False),
+            ca_file=_path(table, "ca_file", base_dir),
+            cert_file=_path(table, "cert_file", base_dir),
+            key_file=_path(table, "key_file", base_dir),
+            username=table.text("username", None),
+            password=password,
+            allow_insecure=table.boolean("allow_insecure", False),
+            client_id=table.text("client_id", "anchorgate-sim"),
+            connections=table.integer("connections", 1, 1, 64),
+            keepalive=table.integer("keepalive", 30, 5, 3600),
+            inflight=table.integer("inflight", 100, 1, 65535),
+            protocol=table.text("protocol", "5", choices=("5", "3.1.1")),
+        )
+        settings.ssl_context()  # read and check the TLS files now
+    except ScenarioError as exc:
+        raise ScenarioError(f"{table.where}: {str(exc).removeprefix('[broker]: ')}") from None
     table.finish()
     return settings
 
@@ -318,11 +316,20 @@ def _fault(table: _Table, groups: dict[str, Group]) -> FaultSpec:
     return FaultSpec(kind, group, start, stop, every, probability, params)
 
 
-def scenario_from_mapping(data: dict[str, Any], where: str, base_dir: Path) -> Scenario:
-    """Check parsed TOML into a :class:`Scenario`; errors start with ``where``."""
+def scenario_from_mapping(
+    data: dict[str, Any], where: str, base_dir: Path, environ: Mapping[str, str] | None = None
+) -> Scenario:
+    """Check parsed TOML into a :class:`Scenario`; errors start with ``where``.
+
+    ``environ`` is where ``[broker] password_env`` is looked up (default: os.environ).
+    """
     top = _Table(data, where)
     name = top.text("name")
-    broker = _broker(_Table(top._get("broker", {}), f"{where}: [broker]"), base_dir)
+    broker = _broker(
+        _Table(top._get("broker", {}), f"{where}: [broker]"),
+        base_dir,
+        os.environ if environ is None else environ,
+    )
     groups: dict[str, Group] = {}
     raw_groups = top.tables("groups")
     if not raw_groups:
@@ -354,6 +361,7 @@ def scenario_from_mapping(data: dict[str, Any], where: str, base_dir: Path) -> S
         broker=broker,
         events=events,
         faults=faults,
+        device_keys=_path(top, "device_keys", base_dir),
     )
     top.finish()
     return scenario
@@ -403,6 +411,7 @@ def apply_overrides(
     seed: int | None = None,
     qos: int | None = None,
     payload_format: PayloadFormat | None = None,
+    device_keys: Path | None = None,
     **broker: Any,
 ) -> Scenario:
     """The scenario with command-line values in place of the file's.
@@ -431,6 +440,7 @@ def apply_overrides(
         ("seed", seed),
         ("qos", qos),
         ("payload_format", payload_format),
+        ("device_keys", device_keys),
     ):
         if value is not None:
             changes[key] = value
@@ -440,4 +450,5 @@ def apply_overrides(
             changes["broker"] = dataclasses.replace(scenario.broker, **broker_changes)
         except TypeError as exc:
             raise ScenarioError(f"unknown broker setting: {exc}") from None
+        changes["broker"].ssl_context()  # check files given as flags too
     return dataclasses.replace(scenario, **changes)

@@ -66,7 +66,7 @@ def test_verify_failures_exit_1_and_name_the_check(
     SigningKey.generate().public_key.save(other_key)
     cases = {
         "wrong-key": (bundle.read_bytes(), other_key, "'key'"),
-        "version": (json.dumps(data | {"format": "anchorgate-proof/2"}).encode(), key, "'version'"),
+        "version": (json.dumps(data | {"format": "anchorgate-proof/9"}).encode(), key, "'version'"),
         "garbage": (bundle.read_bytes() + b"}garbage", key, "'format'"),
         "nesting": (b"[" * 200_000 + b"]" * 200_000, key, "'format'"),
         "huge-number": (

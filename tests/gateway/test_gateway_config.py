@@ -112,3 +112,15 @@ def test_load_config_names_the_file(tmp_path: Path) -> None:
         load_config(path)
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "missing.toml")
+
+
+def test_store_commands_read_no_broker_secrets(tmp_path: Path) -> None:
+    text = (
+        f'[mqtt]\npassword_env = "GW_UNSET"\ntls_ca_file = "{tmp_path / "ca.pem"}"\n'
+        f'[store]\npath = "{tmp_path / "s.duckdb"}"'
+    )
+    with pytest.raises(ConfigError, match="GW_UNSET"):
+        parse_config(text, environ={})
+    config = parse_config(text, environ={}, broker_secrets=False)
+    assert config.store.path == tmp_path / "s.duckdb"
+    assert config.mqtt.password is None

@@ -265,3 +265,35 @@ def test_new_sequence_numbers_cost_no_lookup_and_marks_survive_a_restart(
         anchorer = make_anchorer(store)
         again = anchorer.commit([temp("a", 19), temp("b", 0), temp("b", 1)])
         assert (again.stored, again.duplicates) == (1, 2)
+
+
+def test_the_connection_is_recycled_after_enough_rows_but_not_under_a_reader(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "s.duckdb"
+    with Store.open(path) as store:
+        store.recycle_rows = 5
+        anchorer = make_anchorer(store)
+        anchorer.commit([temp("a", seq) for seq in range(1, 4)])
+        assert store.recycles == 0
+        anchorer.commit([temp("a", seq) for seq in range(4, 7)])
+        assert store.recycles == 1
+        # A reader elsewhere holds a cursor: the store waits for it.
+        reading = True
+        store.readers_active = lambda: reading
+        cursor = store.read_cursor()
+        anchorer.commit([temp("a", seq) for seq in range(7, 13)])
+        assert store.recycles == 1
+        assert cursor.execute("SELECT count(*) FROM readings").fetchone() == (12,)
+        cursor.close()
+        reading = False
+        anchorer.commit([temp("a", 13)])
+        assert store.recycles == 2
+        # Nothing was lost across the reopens, duplicates are still recognised, and
+        # the chain continues.
+        outcome = anchorer.commit([temp("a", 13), temp("a", 14)])
+        assert (outcome.stored, outcome.duplicates) == (1, 1)
+        blocks = store.blocks()
+        assert [b.height for b in blocks] == list(range(5))
+        verify_chain([(b.header, b.signature) for b in blocks], {KEY.key_id: KEY.public_key})
+        assert store.counts().readings == 14

@@ -52,6 +52,7 @@ def vector_bundle() -> dict[str, Any]:
     [
         ("envelopes", "anchorgate/envelopes.json"),
         ("chain", "anchorgate/chain.json"),
+        ("rotation", "anchorgate/rotation.json"),
         ("rfc6962", "rfc6962/inclusion.json"),
         ("rfc6962", "rfc6962/consistency.json"),
     ],
@@ -134,6 +135,59 @@ def test_both_verifiers_agree_on_every_mutation(tmp_path: Path) -> None:
         report = verify_bundle(text.encode(), key, bytes.fromhex(trusted))
         python = (report.valid, None if report.failure is None else report.failure.name)
         _, js = node("bundle", str(path), str(pem), trusted)
+        if python != (js["valid"], js["check"]):
+            disagreements.append((name, python, (js["valid"], js["check"])))
+    assert not disagreements
+
+
+def rotation_mutations(bundle: dict[str, Any]) -> list[tuple[str, Any]]:
+    """Mutations of a bundle across key rotations (anchorgate-proof/2)."""
+    out = mutations(bundle)
+
+    def with_(name: str, change: Any) -> None:
+        mutated = copy.deepcopy(bundle)
+        change(mutated)
+        out.append((name, mutated))
+
+    with_("no-rotations", lambda b: b.update(rotations=[]))
+    with_("missing-rotations-member", lambda b: b.pop("rotations"))
+    with_("last-rotation-dropped", lambda b: b["rotations"].pop())
+    with_("rotations-reversed", lambda b: b["rotations"].reverse())
+    with_("rotation-repeated", lambda b: b["rotations"].append(b["rotations"][-1]))
+    with_("block-as-rotation", lambda b: b.update(rotations=[b["blocks"][0], *b["rotations"]]))
+    with_("as-format-1", lambda b: b.update(format="anchorgate-proof/1"))
+    with_(
+        "rotation-signature", lambda b: b["rotations"][0].update(signature=b["head"]["signature"])
+    )
+    with_("rotation-log-proof", lambda b: b["rotations"][0]["log_proof"].reverse())
+    with_("rotation-log-size", lambda b: b["rotations"][0].update(log_size=1))
+    with_("rotation-height", lambda b: b["rotations"][0].update(height=7))
+
+    def new_key_edited(b: dict[str, Any]) -> None:
+        data = bytearray(base64.b64decode(b["rotations"][0]["header"]))
+        data[-1] ^= 1  # the last byte of new_key
+        b["rotations"][0]["header"] = b64(bytes(data))
+
+    with_("rotation-new-key-edited", new_key_edited)
+    with_("rotation-as-block", lambda b: b["blocks"].append(b["rotations"][0]))
+    return out
+
+
+def test_both_verifiers_agree_across_key_rotations(tmp_path: Path) -> None:
+    case = json.loads((VECTORS / "anchorgate" / "rotation.json").read_text())
+    pem = tmp_path / "original.pub"
+    pem.write_text(case["public_key_pem"])
+    key = PublicKey.load(pem)
+    named = [(c["name"], c["bundle_json"]) for c in case["bundles"]]
+    valid = json.loads(case["bundles"][0]["bundle_json"])
+    disagreements = []
+    for name, mutated in [*named, *rotation_mutations(valid)]:
+        text = mutated if isinstance(mutated, str) else json.dumps(mutated)
+        path = tmp_path / f"{name}.json"
+        path.write_text(text)
+        report = verify_bundle(text.encode(), key)
+        python = (report.valid, None if report.failure is None else report.failure.name)
+        _, js = node("bundle", str(path), str(pem))
         if python != (js["valid"], js["check"]):
             disagreements.append((name, python, (js["valid"], js["check"])))
     assert not disagreements

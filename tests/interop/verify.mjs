@@ -267,14 +267,27 @@ const HEADER = [
   ['created_ns', 'uint'],
   ['key_id', 'bin', len32],
 ];
+// Version 2 (section 5.3): a rotation header, version 1's fields then new_key.
+const HEADER2 = [
+  ...HEADER.map(([n, k, c]) => (n === 'leaf_count' ? [n, k, (v) => (v === 0n ? null : `${v}, a rotation header has 0`)] : [n, k, c])),
+  ['new_key', 'bin', len32],
+];
+const EMPTY_TREE = createHash('sha256').update(Buffer.alloc(0)).digest();
 function decodeHeader(buf) {
-  const h = decodeArray(buf, 'header', HEADER);
+  // The version is element 0; the array length follows from it (11 or 12 elements).
+  const v2 = buf.length > 1 && buf[1] === 2;
+  const h = v2 ? decodeArray(buf, 'header', HEADER2, 2n) : decodeArray(buf, 'header', HEADER);
   if (h.gateway_id_len < 1 || h.gateway_id_len > 128) throw new Error(`header: gateway_id is ${h.gateway_id_len} bytes, must be 1..128`);
   if (!(h.first_received_ns <= h.last_received_ns && h.last_received_ns <= h.created_ns))
     throw new Error('header: not first_received_ns <= last_received_ns <= created_ns');
   // "32 zero bytes at height 0 and only there" -- treated as a field rule (=> format).
   if ((h.height === 0n) !== isZero(h.prev_hash))
     throw new Error(h.height === 0n ? 'header: prev_hash is not zero at height 0' : 'header: prev_hash is zero above height 0');
+  if (v2) {
+    if (!h.batch_root.equals(EMPTY_TREE)) throw new Error('header: a rotation header\'s batch_root is not the empty-tree hash');
+    if (h.first_received_ns !== h.created_ns) throw new Error('header: a rotation header\'s three times differ');
+    if (sha256(h.new_key).equals(h.key_id)) throw new Error('header: new_key is the signing key');
+  }
   return h;
 }
 
@@ -415,7 +428,15 @@ function loadPublicKey(pem) {
   if (raw.length !== 32) throw new Error('Ed25519 key is not 32 bytes');
   return { key, raw, keyId: sha256(raw) };
 }
+// A raw 32-byte Ed25519 public key (a rotation header's new_key) as a key object.
+function rawKey(raw) {
+  const der = Buffer.concat([Buffer.from('302a300506032b6570032100', 'hex'), raw]);
+  let key = null;
+  try { key = createPublicKey({ key: der, format: 'der', type: 'spki' }); } catch { key = null; }
+  return { key, raw, keyId: sha256(raw) };
+}
 function sigOk(key, msg, sig) {
+  if (key.key === null) return false;
   if (sig.length !== 64) return false;
   try { return edVerify(null, msg, key.key, sig); } catch { return false; }
 }
@@ -426,6 +447,7 @@ class ChainVerifier {
   // trusted: array of loadPublicKey() results. start: optional decoded head record.
   constructor(trusted, start = null) {
     this.keys = new Map(trusted.map((k) => [k.keyId.toString('hex'), k]));
+    this.revoked = new Set();
     this.gatewayId = null;
     if (start) {
       this.expected = start.height; this.prevHash = start.prev_hash; this.lastCreated = start.last_created_ns;
@@ -441,6 +463,7 @@ class ChainVerifier {
     let h;
     try { h = decodeHeader(headerBytes); } catch (e) { return { reason: 'format', height: at, message: e.message }; }
     const k = this.keys.get(h.key_id.toString('hex'));
+    if (!k && this.revoked.has(h.key_id.toString('hex'))) return { reason: 'revoked-key', height: h.height, message: `key_id ${h.key_id.toString('hex')} was revoked by a rotation` };
     if (!k) return { reason: 'unknown-key', height: h.height, message: `key_id ${h.key_id.toString('hex')} is not trusted` };
     if (!sigOk(k, headerBytes, signature)) return { reason: 'signature', height: h.height, message: 'Ed25519 signature does not verify' };
     if (this.gatewayId === null) this.gatewayId = h.gateway_id;
@@ -450,6 +473,12 @@ class ChainVerifier {
     if (!h.prev_hash.equals(this.prevHash)) return { reason: 'prev-hash', height: h.height, message: 'prev_hash is not the previous block_hash' };
     if (!h.log_root.equals(this.log.root())) return { reason: 'log-root', height: h.height, message: 'log_root is not the root of the earlier block hashes' };
     if (this.lastCreated !== null && h.created_ns < this.lastCreated) return { reason: 'time-backwards', height: h.height, message: `created_ns ${h.created_ns} < ${this.lastCreated}` };
+    if (h.version === 2n) {
+      const nk = rawKey(h.new_key);
+      if (this.revoked.has(nk.keyId.toString('hex'))) return { reason: 'rotation', height: h.height, message: 'the rotation names a revoked key' };
+      for (const id of this.keys.keys()) this.revoked.add(id);
+      this.keys = new Map([[nk.keyId.toString('hex'), nk]]);
+    }
     const bh = sha256(headerBytes);
     this.log.append(bh); this.prevHash = bh; this.lastCreated = h.created_ns; this.expected += 1n;
     this.last = h;
@@ -471,8 +500,9 @@ function verifyBundleText(text, trustedKey, trustedHead = null) {
     if (!isObj(b)) throw new Fail('format', 'the bundle is not a JSON object');
     // 1. version
     const fmt = b.format;
-    if (fmt !== 'anchorgate-proof/1')
-      throw new Fail('version', `format is ${fmt === undefined ? 'missing' : typeof fmt === 'string' ? JSON.stringify(fmt) : 'not a string'}; this verifier knows "anchorgate-proof/1"`);
+    if (fmt !== 'anchorgate-proof/1' && fmt !== 'anchorgate-proof/2')
+      throw new Fail('version', `format is ${fmt === undefined ? 'missing' : typeof fmt === 'string' ? JSON.stringify(fmt) : 'not a string'}; this verifier knows "anchorgate-proof/1" and "anchorgate-proof/2"`);
+    const rotating = fmt === 'anchorgate-proof/2';
     // 2. key
     const kid = member(b, 'key_id');
     if (typeof kid !== 'string') throw new Fail('format', 'key_id is not a string');
@@ -480,6 +510,28 @@ function verifyBundleText(text, trustedKey, trustedHead = null) {
     const gw = member(b, 'gateway_id');
     if (typeof gw !== 'string') throw new Fail('format', 'gateway_id is not a string');
 
+    // Section 8.2: the key schedule. [first height, key]: the trusted key from 0, then
+    // each rotation's new_key from the height after the rotation block.
+    const schedule = [[0n, trustedKey]];
+    const rotationBytes = new Map();
+    const keyFor = (h, where) => {
+      if (!rotating) {
+        if (h.version !== 1n) throw new Fail('format', 'a version 2 header in an anchorgate-proof/1 bundle', where);
+        if (!h.key_id.equals(trustedKey.keyId)) throw new Fail('key', 'header key_id is not the trusted key', where);
+        return trustedKey;
+      }
+      const inEffect = schedule.filter(([first]) => first <= h.height);
+      const current = inEffect[inEffect.length - 1][1];
+      if (h.key_id.equals(current.keyId)) return current;
+      if (inEffect.some(([, k]) => k.keyId.equals(h.key_id))) throw new Fail('revoked-key', `key ${h.key_id.toString('hex')} was revoked before height ${h.height}`, where);
+      throw new Fail('unknown-key', `no rotation before height ${h.height} introduced key ${h.key_id.toString('hex')}`, where);
+    };
+    const listed = (blk, H, where) => {
+      if (rotating && blk.h.version === 2n && blk.h.height < H) {
+        const r = rotationBytes.get(blk.h.height);
+        if (!r || !r.equals(blk.bytes)) throw new Fail('rotation', 'a rotation block the bundle\'s rotations do not list', where);
+      }
+    };
     const checkHeader = (entry, where) => {
       if (!isObj(entry)) throw new Fail('format', 'not an object', where);
       const claimed = jUint(member(entry, 'height', where), 'height', where);
@@ -487,15 +539,34 @@ function verifyBundleText(text, trustedKey, trustedHead = null) {
       const sig = b64(member(entry, 'signature', where), 'signature', where);
       let h;
       try { h = decodeHeader(bytes); } catch (e) { throw new Fail('format', e.message, where); }
-      if (!h.key_id.equals(trustedKey.keyId)) throw new Fail('key', 'header key_id is not the trusted key', where);
+      const signer = keyFor(h, where);
       if (h.gateway_id !== gw) throw new Fail('gateway', `header gateway_id ${JSON.stringify(h.gateway_id)} != bundle's ${JSON.stringify(gw)}`, where);
-      if (!sigOk(trustedKey, bytes, sig)) throw new Fail('signature', 'Ed25519 signature does not verify', where);
+      if (!sigOk(signer, bytes, sig)) throw new Fail('signature', 'Ed25519 signature does not verify', where);
       // FORMAT.md gives no check name for this one; 'format' is a guess.
       if (claimed !== h.height) throw new Fail('format', `claimed height ${claimed} != header height ${h.height}`, where);
       return { h, bytes, hash: sha256(bytes) };
     };
 
-    // 3. head
+    // 3. rotations (anchorgate-proof/2 only): follow the keys from the trusted one.
+    const rotations = [];
+    if (rotating) {
+      const list = jArray(member(b, 'rotations'), 'rotations');
+      if (list.length > MAX_PROOF) throw new Fail('format', `more than ${MAX_PROOF} rotations`);
+      list.forEach((entry, n) => {
+        const where = `rotations[${n}]`;
+        const rot = checkHeader(entry, where);
+        if (rot.h.version !== 2n) throw new Fail('rotation', `block ${rot.h.height} is not a rotation block`, where);
+        const last = rotations.length ? rotations[rotations.length - 1].h.height : -1n;
+        if (!(rot.h.height > last)) throw new Fail('rotation', `rotation at ${rot.h.height} is not above the one before`, where);
+        const nk = rawKey(rot.h.new_key);
+        if (schedule.some(([, k]) => k.keyId.equals(nk.keyId))) throw new Fail('rotation', 'the rotation names a key used before', where);
+        schedule.push([rot.h.height + 1n, nk]);
+        rotationBytes.set(rot.h.height, rot.bytes);
+        rotations.push({ ...rot, entry, where });
+      });
+    }
+
+    // 4. head
     const head = checkHeader(member(b, 'head'), 'head');
     const H = head.h.height;
     const hashList = (entry, name, where) => {
@@ -507,6 +578,15 @@ function verifyBundleText(text, trustedKey, trustedHead = null) {
         return x;
       });
     };
+    for (const rot of rotations) {
+      const ht = rot.h.height;
+      if (!(ht < H)) throw new Fail('chain-truncated', `rotation block ${ht} is not below the head's height ${H}`, rot.where);
+      const logSize = jUint(member(rot.entry, 'log_size', rot.where), 'log_size', rot.where);
+      if (logSize !== H) throw new Fail('size-mismatch', `log_size ${logSize} != head height ${H}`, rot.where);
+      const path = hashList(rot.entry, 'log_proof', rot.where);
+      if (!verifyInclusion(leafHash(rot.hash), ht, H, path, head.h.log_root))
+        throw new Fail('block-in-chain', `rotation block ${ht} is not proven in the head's block log`, rot.where);
+    }
 
     // 4. extends (head-extension), then trusted-head
     let ext = null;
@@ -526,6 +606,7 @@ function verifyBundleText(text, trustedKey, trustedHead = null) {
       } else if (!verifyConsistency(eh, H, ext.h.log_root, head.h.log_root, cp)) {
         throw new Fail('head-extension', `block log of size ${eh} is not consistent with the head's of size ${H}`, where);
       }
+      listed(ext, H, where);
     }
     if (trustedHead !== null && !head.hash.equals(trustedHead) && !(ext && ext.hash.equals(trustedHead)))
       throw new Fail('trusted-head', `neither the head's hash ${head.hash.toString('hex')}${ext ? ` nor extends' ${ext.hash.toString('hex')}` : ''} is the trusted ${trustedHead.toString('hex')}`, 'head');
@@ -545,6 +626,7 @@ function verifyBundleText(text, trustedKey, trustedHead = null) {
         throw new Fail('block-in-chain', `block ${ht} is not proven in the head's block log`, where);
       // "No height appears twice." -- no check name given; 'format' is a guess.
       if (byHeight.has(ht)) throw new Fail('format', `block height ${ht} appears twice`, where);
+      listed(blk, H, where);
       byHeight.set(ht, blk.h);
     });
 
@@ -746,6 +828,35 @@ function cmdRfc6962(args) {
   process.exit(problems.length ? 1 : 0);
 }
 
+// rotation.json: a chain across two key rotations, verified from key 0 alone, and
+// bundles whose verdicts (valid, or the named failed check) are given.
+function cmdRotation(args) {
+  if (args.length !== 1) usage();
+  const problems = [];
+  let v;
+  try { v = parseJSON(readText(args[0])); } catch (e) { die(`unreadable vector file: ${e.message}`); }
+  const key = loadPublicKey(v.public_key_pem);
+  if (key.keyId.toString('hex') !== v.keys[0].key_id) problems.push('key 0: key_id differs');
+  const cv = new ChainVerifier([key]);
+  for (const blk of v.blocks) {
+    const hb = hex(blk.header);
+    const f = cv.push(hb, hex(blk.signature));
+    if (f) { problems.push(`block ${blk.height}: ${f.reason}: ${f.message}`); break; }
+    const h = cv.last;
+    if (h.version !== BigInt(blk.version)) problems.push(`block ${blk.height}: version`);
+    if ((h.new_key ? h.new_key.toString('hex') : null) !== blk.new_key) problems.push(`block ${blk.height}: new_key`);
+    if (!encArray(h.version === 2n ? HEADER2 : HEADER, h).equals(hb)) problems.push(`block ${blk.height}: re-encoding differs`);
+    if (sha256(hb).toString('hex') !== blk.block_hash) problems.push(`block ${blk.height}: block_hash`);
+    if (cv.headRecord().toString('hex') !== blk.head_after) problems.push(`block ${blk.height}: head record`);
+  }
+  for (const c of v.bundles) {
+    const r = verifyBundleText(c.bundle_json, key);
+    if ((r.valid ? null : r.check) !== c.expect) problems.push(`bundle "${c.name}": ${r.valid ? 'valid' : r.check}, expected ${c.expect ?? 'valid'} (${r.message ?? ''})`);
+  }
+  console.log(jsonLine({ valid: problems.length === 0, problems }));
+  process.exit(problems.length ? 1 : 0);
+}
+
 function readText(p) {
   let buf;
   try { buf = readFileSync(p); } catch (e) { die(`cannot read ${p}: ${e.message}`); }
@@ -753,14 +864,14 @@ function readText(p) {
 }
 function die(m) { console.error(m); process.exit(2); }
 function usage() {
-  die('usage: verify.mjs bundle <bundle.json> <public.pem> [trusted-head-hex]\n       verify.mjs chain <chain.json>\n       verify.mjs envelopes <envelopes.json>\n       verify.mjs rfc6962 <inclusion.json|consistency.json>');
+  die('usage: verify.mjs bundle <bundle.json> <public.pem> [trusted-head-hex]\n       verify.mjs chain <chain.json>\n       verify.mjs rotation <rotation.json>\n       verify.mjs envelopes <envelopes.json>\n       verify.mjs rfc6962 <inclusion.json|consistency.json>');
 }
 
-export { parseJSON, decodeEnvelope, decodeHeader, decodeHeadRecord, encArray, HEADER, ENVELOPE, HEADREC,
+export { parseJSON, decodeEnvelope, decodeHeader, decodeHeadRecord, encArray, HEADER, HEADER2, ENVELOPE, HEADREC,
   verifyInclusion, verifyConsistency, consistencyLength, pathLength, mth, leafHash, Frontier, loadPublicKey, ChainVerifier, verifyBundleText };
 
 const isMain = (() => { try { return realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url)); } catch { return false; } })();
 if (isMain) {
   const [cmd, ...rest] = process.argv.slice(2);
-  ({ bundle: cmdBundle, chain: cmdChain, envelopes: cmdEnvelopes, rfc6962: cmdRfc6962 }[cmd] ?? usage)(rest);
+  ({ bundle: cmdBundle, chain: cmdChain, envelopes: cmdEnvelopes, rfc6962: cmdRfc6962, rotation: cmdRotation }[cmd] ?? usage)(rest);
 }

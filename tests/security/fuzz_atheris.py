@@ -4,11 +4,12 @@ Run it as a script, for a bounded time::
 
     .venv/bin/python tests/security/fuzz_atheris.py --seconds 60 [--target NAME]
 
-Targets: ``envelope``, ``header``, ``chain-head``, ``payload`` (the reading decoder,
-topic and payload from the input) and ``bundle`` (verify_bundle on the input bytes);
-``all`` (the default) feeds each input to every one. The corpus starts from the test
-vectors. An exception other than the package's own error type, or a verify_bundle
-that raises at all, is a crash: libFuzzer prints the input and the exit code is not 0.
+Targets: ``envelope``, ``header``, ``chain-head``, ``signed-reading``, ``payload``
+(the reading decoder, topic and payload from the input) and ``bundle`` (verify_bundle
+on the input bytes); ``all`` (the default) feeds each input to every one. The corpus
+starts from the test vectors. An exception other than the package's own error type,
+or a verify_bundle that raises at all, is a crash: libFuzzer prints the input and the
+exit code is not 0.
 libFuzzer's last lines say how many inputs were tried ("Done N runs in S second(s)").
 """
 
@@ -29,6 +30,7 @@ with atheris.instrument_imports():
     from gateway.decode import Decoder
     from gateway.errors import DecodeError
     from ledger.chain import ChainHead
+    from ledger.device_sig import SignedReading
     from ledger.envelope import Envelope
     from ledger.errors import LedgerError
     from ledger.header import BlockHeader
@@ -65,6 +67,7 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "envelope": _ledger(Envelope.from_bytes),
     "header": _ledger(BlockHeader.from_bytes),
     "chain-head": _ledger(ChainHead.from_bytes),
+    "signed-reading": _ledger(SignedReading.from_bytes),
     "payload": _payload,
     "bundle": _bundle,
 }
@@ -78,6 +81,11 @@ def _seeds(corpus: Path) -> None:
     seeds += [bytes.fromhex(b["header"]) for b in chain["blocks"]]
     seeds += [bytes.fromhex(b["head_after"]) for b in chain["blocks"]]
     seeds.append(_BUNDLE["bundle_json"].encode())
+    rotation = json.loads((VECTORS / "rotation.json").read_text())
+    seeds += [bytes.fromhex(b["header"]) for b in rotation["blocks"]]
+    seeds += [b["bundle_json"].encode() for b in rotation["bundles"]]
+    signed = json.loads((VECTORS / "device_signatures.json").read_text())
+    seeds += [bytes.fromhex(c["signed_reading"]) for c in signed["valid"]]
     for i, seed in enumerate(seeds):
         (corpus / f"seed-{i}").write_bytes(seed)
 

@@ -49,12 +49,22 @@ def envelope_seeds() -> list[bytes]:
     return [bytes.fromhex(case["envelope"]) for case in load("envelopes.json")["cases"]]
 
 
+def _blocks() -> list[dict[str, Any]]:
+    # Version 1 headers, and version 2 ones from the key rotation vectors.
+    blocks: list[dict[str, Any]] = load("chain.json")["blocks"] + load("rotation.json")["blocks"]
+    return blocks
+
+
 def header_seeds() -> list[bytes]:
-    return [bytes.fromhex(block["header"]) for block in load("chain.json")["blocks"]]
+    return [bytes.fromhex(block["header"]) for block in _blocks()]
 
 
 def head_seeds() -> list[bytes]:
-    return [bytes.fromhex(block["head_after"]) for block in load("chain.json")["blocks"]]
+    return [bytes.fromhex(block["head_after"]) for block in _blocks()]
+
+
+def signed_reading_seeds() -> list[bytes]:
+    return [bytes.fromhex(c["signed_reading"]) for c in load("device_signatures.json")["valid"]]
 
 
 def payload_seeds() -> list[bytes]:

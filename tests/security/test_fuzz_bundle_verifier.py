@@ -188,3 +188,20 @@ def test_hostile_json_is_a_format_failure(text: str) -> None:
     report = check(text.encode("utf-8", "surrogatepass"))
     assert report.failure is not None
     assert report.failure.name in ("format", "version")
+
+
+ROTATION = load("rotation.json")
+ROTATION_KEY = PublicKey.from_pem(ROTATION["public_key_pem"].encode())
+ROTATION_TEXTS = [b["bundle_json"].encode() for b in ROTATION["bundles"]]
+
+
+@fuzz_settings(share=0.3, deadline_s=3.0)
+@given(data=st.data())
+def test_mutated_key_rotation_bundles(data: st.DataObject) -> None:
+    # anchorgate-proof/2 bundles carry the chain of keys: their decoding is fuzzed too.
+    text = data.draw(mutated(ROTATION_TEXTS))
+    report = verify_bundle(text, ROTATION_KEY)
+    assert isinstance(report, VerificationReport)
+    if not report.valid:
+        assert report.failure is not None
+        assert not report.readings

@@ -1,4 +1,4 @@
-"""Fuzzing the ledger's byte decoders: envelope, block header, chain head, canonical msgpack.
+"""Fuzzing the ledger's byte decoders: envelope, header, chain head, signed reading, msgpack.
 
 Property: for any bytes, ``from_bytes`` either returns a value whose ``to_bytes`` is
 exactly the input (one value, one encoding) or raises a ``LedgerError``; nothing else
@@ -22,12 +22,14 @@ from fuzz_inputs import (
     head_seeds,
     header_seeds,
     mutated,
+    signed_reading_seeds,
 )
 from hypothesis import given
 from hypothesis import strategies as st
 
 from ledger.canonical import MAX_RECORD_BYTES, unpack_array
 from ledger.chain import ChainHead
+from ledger.device_sig import SignedReading
 from ledger.envelope import Envelope
 from ledger.errors import FormatError, LedgerError
 from ledger.header import BlockHeader
@@ -37,6 +39,7 @@ CODECS: dict[str, tuple[Codec, list[bytes]]] = {
     "envelope": (Envelope.from_bytes, envelope_seeds()),
     "header": (BlockHeader.from_bytes, header_seeds()),
     "chain-head": (ChainHead.from_bytes, head_seeds()),
+    "signed-reading": (SignedReading.from_bytes, signed_reading_seeds()),
 }
 # A hostile prefix must not cost more than this much memory, whatever it claims.
 MEMORY_BOUND = 2 * MAX_RECORD_BYTES

@@ -14,7 +14,14 @@ from typing import Any
 
 import msgpack
 import pytest
-from fuzz_inputs import HUGE_PREFIXES, deep, fuzz_settings, mutated, payload_seeds
+from fuzz_inputs import (
+    HUGE_PREFIXES,
+    deep,
+    fuzz_settings,
+    mutated,
+    payload_seeds,
+    signed_reading_seeds,
+)
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -28,9 +35,11 @@ LIMITS = LimitsSection()
 DECODER = Decoder(LIMITS)
 FIELDS = ["device_id", "seq", "ts", "asset_id", "celsius", "lat", "lon", "alt_m", "speed_mps"]
 TOPICS = ["sensors/dev-00/temperature", "sensors/trk-1/location"]
-SEEDS = payload_seeds() + [
-    msgpack.packb(json.loads(seed)) for seed in payload_seeds() if seed.startswith(b"{")
-]
+SEEDS = (
+    payload_seeds()
+    + [msgpack.packb(json.loads(seed)) for seed in payload_seeds() if seed.startswith(b"{")]
+    + signed_reading_seeds()
+)
 
 scalars = (
     st.none()

@@ -128,3 +128,15 @@ def test_secret_files_others_can_reach_are_refused(
     assert getattr(getattr(parse_config(text, environ={}), section), name) == (
         "a-long-enough-secret-value"
     )
+
+
+def test_a_tls_client_key_others_can_read_is_refused(tmp_path: Path) -> None:
+    key = tmp_path / "client.key"
+    key.write_text("not read: the mode is checked first\n")
+    key.chmod(0o644)
+    text = (
+        f'[mqtt]\ntls_ca_file = "{tmp_path / "ca.pem"}"\n'
+        f'tls_cert_file = "{tmp_path / "client.pem"}"\ntls_key_file = "{key}"'
+    )
+    with pytest.raises(ConfigError, match=rf"mqtt\.tls_key_file: .*chmod 600 {key}"):
+        parse_config(text, environ={})

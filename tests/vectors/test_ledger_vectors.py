@@ -24,7 +24,7 @@ def load(name: str) -> Any:
     return json.loads((VECTORS / name).read_text())
 
 
-@pytest.mark.parametrize("name", ["envelopes.json", "chain.json", "bundle.json"])
+@pytest.mark.parametrize("name", ["envelopes.json", "chain.json", "bundle.json", "rotation.json"])
 def test_code_reproduces_vectors_byte_for_byte(name: str) -> None:
     assert build_all()[name] == (VECTORS / name).read_text()
 
@@ -71,3 +71,21 @@ def test_bundle_vector_verifies() -> None:
     assert older.valid, older.failure
     assert older.extends == bytes.fromhex(case["older_head_hash"])
     assert [(r.block.height, r.leaf_index) for r in report.readings] == [(0, 2), (2, 4), (3, 1)]
+
+
+def test_rotation_vectors_verify_under_the_original_key_alone() -> None:
+    case = load("rotation.json")
+    key = PublicKey.from_pem(case["public_key_pem"].encode())
+    assert key.key_id.hex() == case["keys"][0]["key_id"] == load("chain.json")["key"]["key_id"]
+    pairs = [(bytes.fromhex(b["header"]), bytes.fromhex(b["signature"])) for b in case["blocks"]]
+    head = verify_chain(pairs, {key.key_id: key})
+    assert head == ChainHead.from_bytes(bytes.fromhex(case["blocks"][-1]["head_after"]))
+    for block in case["blocks"]:
+        header = BlockHeader.from_bytes(bytes.fromhex(block["header"]))
+        assert header.version == block["version"]
+        assert (header.new_key or b"").hex() == (block["new_key"] or "")
+    verdicts = []
+    for bundle in case["bundles"]:
+        report = verify_bundle(bundle["bundle_json"], key)
+        verdicts.append((bundle["name"], None if report.valid else report.failure.name))  # type: ignore[union-attr]
+    assert verdicts == [(b["name"], b["expect"]) for b in case["bundles"]]
