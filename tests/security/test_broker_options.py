@@ -93,6 +93,9 @@ def bad_files(pki: Pki, tmp_path: Path) -> list[tuple[str, str]]:
     garbage = tmp_path / "garbage.pem"
     garbage.write_text("not a certificate\n")
     other = make_pki(tmp_path / "other", ("gateway",))
+    cert_as_key = tmp_path / "cert-as-key.pem"  # private (0600), so its content is read
+    cert_as_key.write_bytes(cert.read_bytes())
+    cert_as_key.chmod(0o600)
     return [
         (f'tls_ca_file = "{tmp_path / "missing.pem"}"', "mqtt.tls_ca_file: cannot read"),
         (f'tls_ca_file = "{garbage}"', "mqtt.tls_ca_file: .* is not a PEM certificate"),
@@ -102,7 +105,7 @@ def bad_files(pki: Pki, tmp_path: Path) -> list[tuple[str, str]]:
             "mqtt.tls_cert_file: .* is not a PEM certificate",
         ),
         (
-            f'tls_cert_file = "{cert}"\ntls_key_file = "{cert}"',
+            f'tls_cert_file = "{cert}"\ntls_key_file = "{cert_as_key}"',
             "mqtt.tls_key_file: .* is not a PEM private key",
         ),
         (
