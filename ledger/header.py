@@ -129,6 +129,9 @@ class BlockHeader:
         """Decode strictly; raises FormatError naming the field that is wrong."""
         version = _peek_version(data)
         f = unpack_array(data, _WHAT, _FIELDS[version])
+        # The peek only saw a fixint byte or fell back to version 1: check the element.
+        if field_int(f[0], _WHAT, "version") != version:
+            raise FormatError(f"{_WHAT}: unknown format version {f[0]}")
         return cls(
             gateway_id=field_str(f[1], _WHAT, "gateway_id", MAX_GATEWAY_ID_BYTES),
             height=field_int(f[2], _WHAT, "height"),

@@ -138,3 +138,16 @@ def test_hostile_shapes_are_format_errors(name: str, data: bytes) -> None:
 def test_not_bytes_is_a_format_error() -> None:
     with pytest.raises(FormatError, match="expected bytes"):
         Envelope.from_bytes("95")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "version",
+    [pytest.param([1], id="array"), pytest.param(2**40, id="uint64"), pytest.param("1", id="str")],
+)
+def test_a_header_version_that_is_no_fixint_is_refused(version: object) -> None:
+    # Found by the fuzzer: the version was peeked from the second byte only, and an
+    # element that was not a fixint there was never checked.
+    fields = msgpack.unpackb(header_seeds()[0])
+    fields[0] = version
+    with pytest.raises(FormatError, match="version"):
+        BlockHeader.from_bytes(msgpack.packb(fields, use_bin_type=True))
