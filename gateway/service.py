@@ -41,7 +41,7 @@ from gateway.subscriber import Subscriber
 from ledger import SigningKey
 
 if TYPE_CHECKING:
-    from aiohttp.web import AppRunner
+    from gateway.readapi import Running
 
 _log = get_logger("service")
 
@@ -185,7 +185,7 @@ async def serve(
         for signum in signals:
             loop.remove_signal_handler(signum)
         if api is not None:
-            await api.cleanup()
+            await asyncio.to_thread(api.close)
         await loop.run_in_executor(executor, opened.store.close)
         executor.shutdown(wait=True)
         # Let the collector free the service's objects again (DuckDB's bindings report
@@ -246,7 +246,7 @@ def _checkpoint_publisher(
 
 async def _start_api(
     config: Config, store: Store, writer: ThreadPoolExecutor, metrics: Metrics
-) -> AppRunner | None:
+) -> Running | None:
     """Serve the read API (gateway.readapi), or log why not and run without it."""
     if not config.api.enabled:
         return None
@@ -269,14 +269,18 @@ async def _start_api(
 
     app = make_app(open_reader, metrics.snapshot, config.store.path, config.api.token)
     try:
-        runner = await start(
-            app, host=config.api.host, port=config.api.port, unix_socket=config.api.unix_socket
+        running = await asyncio.to_thread(
+            start,
+            app,
+            host=config.api.host,
+            port=config.api.port,
+            unix_socket=config.api.unix_socket,
         )
     except OSError as exc:
         log_event(_log, logging.WARNING, "api.unavailable", url=config.api.url, reason=str(exc))
         return None
     log_event(_log, logging.INFO, "api.listening", url=config.api.url)
-    return runner
+    return running
 
 
 async def _health_loop(config: Config, metrics: Metrics) -> None:

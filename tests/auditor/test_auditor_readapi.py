@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -37,25 +35,10 @@ class Served:
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     made = make_store(tmp_path_factory.mktemp("api-store"), batches=5)
     writer = duckdb.connect(str(made.path))  # holds the file, as a running gateway does
-    port = free_port()
-    loop = asyncio.new_event_loop()
-    ready = threading.Event()
-    stop = asyncio.Event()
-
-    async def serve() -> None:
-        app = make_app(lambda: StoreReader.beside(writer), lambda: {"duplicates": 3}, made.path)
-        runner = await start(app, host="127.0.0.1", port=port)
-        ready.set()
-        await stop.wait()
-        await runner.cleanup()
-
-    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
-    thread.start()
-    assert ready.wait(10)
-    yield Served(made, f"http://127.0.0.1:{port}", writer)
-    loop.call_soon_threadsafe(stop.set)
-    thread.join(10)
-    loop.close()
+    app = make_app(lambda: StoreReader.beside(writer), lambda: {"duplicates": 3}, made.path)
+    running = start(app, host="127.0.0.1", port=0)
+    yield Served(made, f"http://127.0.0.1:{running.port}", writer)
+    running.close()
     writer.close()
 
 
@@ -152,17 +135,24 @@ def test_unix_socket(tmp_path: Path) -> None:
     made = make_store(tmp_path / "s", batches=2)
     socket_path = tmp_path / "api.sock"
 
-    async def scenario() -> int:
-        writer = duckdb.connect(str(made.path))
-        runner = await start(
-            make_app(lambda: StoreReader.beside(writer)), host="", port=0, unix_socket=socket_path
-        )
-        try:
-            return await asyncio.to_thread(
-                main, ["status", "--store", str(made.path), "--api", f"unix:{socket_path}"]
-            )
-        finally:
-            await runner.cleanup()
-            writer.close()
+    writer = duckdb.connect(str(made.path))
+    running = start(
+        make_app(lambda: StoreReader.beside(writer)), host="", port=0, unix_socket=socket_path
+    )
+    try:
+        assert main(["status", "--store", str(made.path), "--api", f"unix:{socket_path}"]) == 0
+    finally:
+        running.close()
+        writer.close()
+    assert not socket_path.exists()
 
-    assert asyncio.run(scenario()) == 0
+
+def test_an_unknown_endpoint_or_method_is_refused_with_a_reason(served: Served) -> None:
+    status, body = served.get("/nope")
+    assert status == 404
+    assert "known: /healthz" in json.loads(body)["error"]
+    request = urllib.request.Request(served.url + "/status", data=b"{}", method="POST")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)
+    assert refused.value.code == 405
+    assert "GET only" in json.loads(refused.value.read())["error"]

@@ -6,12 +6,10 @@ sending the token, and queries that try SQL injection through the parameters.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -58,25 +56,10 @@ class Served:
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     made = make_store(tmp_path_factory.mktemp("token-store"), batches=3)
     writer = duckdb.connect(str(made.path))  # held, as by a running gateway
-    port = free_port()
-    loop = asyncio.new_event_loop()
-    ready = threading.Event()
-    stop = asyncio.Event()
-
-    async def serve() -> None:
-        app = make_app(lambda: StoreReader.beside(writer), None, made.path, token=TOKEN)
-        runner = await start(app, host="0.0.0.0", port=port)  # all interfaces: the point
-        ready.set()
-        await stop.wait()
-        await runner.cleanup()
-
-    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
-    thread.start()
-    assert ready.wait(10)
-    yield Served(made, f"http://127.0.0.1:{port}")
-    loop.call_soon_threadsafe(stop.set)
-    thread.join(10)
-    loop.close()
+    app = make_app(lambda: StoreReader.beside(writer), None, made.path, token=TOKEN)
+    running = start(app, host="0.0.0.0", port=0)  # all interfaces: the point
+    yield Served(made, f"http://127.0.0.1:{running.port}")
+    running.close()
     writer.close()
 
 
