@@ -111,3 +111,18 @@ def test_a_leaf_hash_of_the_wrong_size_is_reported(made: Made, size: int) -> Non
         ("reading 2:1", "envelope does not match its leaf hash (edited)"),
         ("block 2", "the block's readings do not hash to its root"),
     ]
+
+
+def test_a_leaf_stored_twice_is_found(made: Made) -> None:
+    # A copy of reading 1:0 under another block and leaf index: its block's count and
+    # root break too, and the repeat itself is named.
+    edit(
+        made,
+        "INSERT INTO readings SELECT * REPLACE (5 AS block_height, 7 AS leaf_index) "
+        "FROM readings WHERE block_height = 1 AND leaf_index = 0",
+    )
+    with StoreReader.open(made.path) as reader:
+        report = audit_store(reader, PublicKey.load(made.public_key_path))
+    assert ("readings", None, "the same leaf is stored 2 times") in {
+        (p.table, p.block, p.reason) for p in report.problems
+    }
