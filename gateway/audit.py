@@ -16,8 +16,9 @@ so memory stays bounded whatever the size of the store) and checks:
 
 Problems are collected, not raised: the report names table, row, block and reason
 for each one, and the audit goes on past them. The per-row and per-block checks, and
-the SQL that does most of them, are in :mod:`gateway.audit_rows`; this module walks
-the chain, in one process or over height ranges in several.
+the SQL that does most of them, are in :mod:`gateway.audit_rows` and
+:mod:`gateway.audit_sql`; this module walks the chain, in one process or over height
+ranges in several.
 """
 
 from __future__ import annotations
@@ -30,13 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gateway.audit_rows import (
-    BLOCK_SQL,
-    AuditReport,
-    block_groups,
-    check_batch,
-    check_block_columns,
-)
+from gateway.audit_rows import BLOCK_SQL, AuditReport, check_batch, check_block_columns
+from gateway.audit_sql import block_groups
 from gateway.reader import StoreReader
 from ledger import (
     ChainError,

@@ -16,7 +16,7 @@ from auditor_store import Made, make_store
 from test_auditor_tamper import CASES, Edit
 
 from gateway.audit import audit_store
-from gateway.audit_rows import BLOCK_READINGS_SQL, READING_SQL, block_groups, cut_groups
+from gateway.audit_sql import BLOCK_READINGS_SQL, READING_SQL, block_groups, cut_groups
 from gateway.reader import StoreReader
 from ledger import PublicKey
 
