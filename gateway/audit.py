@@ -1,7 +1,8 @@
 """``anchorgate audit``: re-verify a whole store, streaming, and name every problem.
 
-The audit walks the blocks table and the readings table side by side in height order
-(two streamed queries merged, one block's readings in memory at a time) and checks:
+The audit walks the blocks table in height order and, beside it, the readings table in
+windows of heights (one query per window of about :data:`WINDOW_READINGS` readings,
+so memory stays bounded whatever the size of the store) and checks:
 
 - every header against the chain (signature, height, previous hash, block log root,
   time order: ``ledger.ChainVerifier``), following key rotations from the trusted
@@ -17,8 +18,9 @@ The audit walks the blocks table and the readings table side by side in height o
 
 Problems are collected, not raised: the report names table, row, block and reason
 for each one, and the audit goes on past them. The per-row and per-block checks, and
-the SQL that does most of them, are in :mod:`gateway.audit_rows`; this module walks
-the chain, in one process or over height ranges in several.
+the SQL that does most of them, are in :mod:`gateway.audit_rows` and
+:mod:`gateway.audit_sql`; this module walks the chain, in one process or over height
+ranges in several.
 """
 
 from __future__ import annotations
@@ -31,13 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gateway.audit_rows import (
-    BLOCK_READINGS_SQL,
-    BLOCK_SQL,
-    AuditReport,
-    check_batch,
-    check_block_columns,
-)
+from gateway.audit_rows import BLOCK_SQL, AuditReport, check_batch, check_block_columns
+from gateway.audit_sql import block_groups
 from gateway.errors import StoreMismatchError
 from gateway.keyring import ROTATIONS_SQL, KeyHistory, read_rotations
 from gateway.reader import StoreReader
@@ -50,9 +47,34 @@ from ledger import (
 )
 from ledger.header import BlockHeader
 
+# Readings per query: about 15 MB of Arrow columns. Smaller windows cost more in
+# planning (a few ms per query); larger ones gain nothing measurable.
+WINDOW_READINGS = 1 << 16
+
+
+def _windows(
+    blocks: Iterator[tuple[Any, ...]], bounds: list[int], window: int
+) -> Iterator[tuple[list[tuple[Any, ...]], int, int]]:
+    """Block rows in groups of about ``window`` readings, each with its heights [low, high).
+
+    The height ranges cover ``bounds`` exactly, one after the other, so every reading in
+    bounds, even one whose block does not exist, is in exactly one window; blocks of one
+    height are never split.
+    """
+    low, readings = bounds[0], 0
+    group: list[tuple[Any, ...]] = []
+    for row in blocks:
+        height = int(row[0])
+        if readings >= window and height != int(group[-1][0]):
+            yield group, low, height
+            low, group, readings = height, [], 0
+        group.append(row)
+        readings += min(max(int(row[4]), 1), window)  # the leaf_count column, unchecked yet
+    yield group, low, bounds[1]
+
 
 class _Readings:
-    """The per-block readings stream with one group of look-ahead."""
+    """One window's per-block readings groups, with one group of look-ahead."""
 
     def __init__(self, groups: Iterator[tuple[Any, ...]]) -> None:
         self._groups = groups
@@ -128,9 +150,17 @@ def _global_checks(reader: StoreReader, key: PublicKey, trusted_head: bytes | No
                 int(height),
                 f"refers to reading {height}:{index}, which is not a stored reading of its device",
             )
-    for leaf, count in reader.all(
-        "SELECT leaf_hash, count(*) FROM readings GROUP BY leaf_hash HAVING count(*) > 1 LIMIT 100"
-    ):
+    # A leaf stored twice. Counting distinct 64-bit hashes of the leaf hashes costs
+    # half as much as grouping the 32-byte values; only when the counts differ (a
+    # repeat, or very rarely a collision of those hashes) are the values grouped.
+    distinct = reader.one("SELECT count(*) = count(DISTINCT hash(leaf_hash)) FROM readings")
+    repeats = []
+    if not (distinct and distinct[0]):
+        repeats = reader.all(
+            "SELECT leaf_hash, count(*) FROM readings GROUP BY leaf_hash "
+            "HAVING count(*) > 1 LIMIT 100"
+        )
+    for leaf, count in repeats:
         report.add(
             "readings",
             f"leaf {bytes(leaf).hex()[:16]}",
@@ -156,6 +186,7 @@ def _walk(
     span: _Range,
     report: AuditReport,
     progress: Callable[[int], None] | None = None,
+    window: int = WINDOW_READINGS,
 ) -> ChainHead:
     """Audit the blocks and readings of one range; return the chain head after it."""
     start = ChainHead.genesis()
@@ -177,34 +208,46 @@ def _walk(
         -(2**62) if span.start is None else span.start,
         2**62 if span.stop is None else span.stop,
     ]
-    readings = _Readings(reader.stream(BLOCK_READINGS_SQL, bounds))
-    for row in reader.stream(BLOCK_SQL, bounds):
-        height = int(row[0])
-        header_bytes, signature, head_after = bytes(row[9]), bytes(row[10]), bytes(row[11])
-        header: BlockHeader | None
-        try:
-            header = verifier.feed(header_bytes, signature)
-        except ChainError as exc:
-            report.add("blocks", f"height {height}", height, f"{exc.reason}: {exc}")
-            header = _resync(verifier, header_bytes, head_after)
-        else:
-            if head_after != verifier.head.to_bytes():
-                report.add("blocks", f"height {height}", height, "stored chain head is wrong")
-        group = readings.take(height, report) or (height, 0, True, [], None)
-        if header is not None:
-            check_block_columns(row, header, report)
-            check_batch(reader, height, header, group, report)
-        report.blocks += 1
-        report.readings += group[1]
-        if progress is not None:
-            progress(1)
-    readings.rest(report)
+    for blocks, low, high in _windows(reader.stream(BLOCK_SQL, bounds), bounds, window):
+        readings = _Readings(iter(block_groups(reader, low, high)))
+        for row in blocks:
+            _walk_block(verifier, reader, row, readings, report)
+            if progress is not None:
+                progress(1)
+        readings.rest(report)
     return verifier.head
 
 
 def _history(reader: StoreReader, key: PublicKey) -> KeyHistory:
     """The key history from the store's rotation blocks, starting at the trusted key."""
     return KeyHistory(key, read_rotations(reader.all(ROTATIONS_SQL)))
+
+
+def _walk_block(
+    verifier: ChainVerifier,
+    reader: StoreReader,
+    row: tuple[Any, ...],
+    readings: _Readings,
+    report: AuditReport,
+) -> None:
+    """Check one block row against the chain, and its readings against it."""
+    height = int(row[0])
+    header_bytes, signature, head_after = bytes(row[9]), bytes(row[10]), bytes(row[11])
+    header: BlockHeader | None
+    try:
+        header = verifier.feed(header_bytes, signature)
+    except ChainError as exc:
+        report.add("blocks", f"height {height}", height, f"{exc.reason}: {exc}")
+        header = _resync(verifier, header_bytes, head_after)
+    else:
+        if head_after != verifier.head.to_bytes():
+            report.add("blocks", f"height {height}", height, "stored chain head is wrong")
+    group = readings.take(height, report) or (height, 0, True, [], None)
+    if header is not None:
+        check_block_columns(row, header, report)
+        check_batch(reader, height, header, group, report)
+    report.blocks += 1
+    report.readings += group[1]
 
 
 def _finish(reader: StoreReader, head: ChainHead, report: AuditReport) -> AuditReport:
@@ -228,12 +271,13 @@ def audit_store(
     *,
     trusted_head: bytes | None = None,
     progress: Callable[[int, int], None] | None = None,
+    window: int = WINDOW_READINGS,
 ) -> AuditReport:
     """Check everything in the store against the trusted gateway key, in this process.
 
     ``trusted_head`` is a block hash the auditor saw earlier (a checkpoint, the head of
     an earlier bundle): the store's chain must still contain it, which is how a
-    rolled-back tail is caught.
+    rolled-back tail is caught. ``window`` is about how many readings one query reads.
     """
     report = _global_checks(reader, key, trusted_head)
     total = int((reader.one("SELECT count(*) FROM blocks") or (0,))[0])
@@ -245,18 +289,41 @@ def audit_store(
         if progress is not None:
             progress(done, total)
 
-    head = _walk(reader, key, _gateway_id(reader), _Range(None, None, None), report, step)
+    head = _walk(reader, key, _gateway_id(reader), _Range(None, None, None), report, step, window)
     return _finish(reader, head, report)
 
 
 def _walk_in_process(
-    path: str, key_raw: bytes, gateway_id: str | None, span: _Range
+    path: str, key_raw: bytes, gateway_id: str | None, span: _Range, window: int
 ) -> tuple[AuditReport, bytes]:
     # Runs in a worker process: its own read-only connection, one DuckDB thread.
     report = AuditReport()
     with StoreReader.open(Path(path), threads=1) as reader:
-        head = _walk(reader, PublicKey(key_raw), gateway_id, span, report)
+        head = _walk(reader, PublicKey(key_raw), gateway_id, span, report, window=window)
     return report, head.to_bytes()
+
+
+def _spans(reader: StoreReader, workers: int, min_span: int) -> tuple[list[_Range], int]:
+    """The height ranges for ``workers`` processes (8 each, for balance), and the block count."""
+    heights = reader.one("SELECT count(*), min(height), max(height) FROM blocks")
+    assert heights is not None
+    total = int(heights[0])
+    if not total:
+        return [_Range(None, None, None)], 0
+    low, high = int(heights[1]), int(heights[2])
+    size = max(min_span, (high - low + 1) // (workers * 8) + 1)
+    cuts = list(range(low + size, high + 1, size))
+    spans = []
+    for first, stop in zip([None, *cuts], [*cuts, None], strict=True):
+        head = None
+        if first is not None:
+            row = reader.one(
+                "SELECT head_after FROM blocks WHERE height < ? ORDER BY height DESC LIMIT 1",
+                [first],
+            )
+            head = None if row is None else bytes(row[0])
+        spans.append(_Range(first, stop, head))
+    return spans, total
 
 
 def audit_file(
@@ -267,6 +334,7 @@ def audit_file(
     workers: int = 1,
     min_span: int = 64,
     progress: Callable[[int, int], None] | None = None,
+    window: int = WINDOW_READINGS,
 ) -> AuditReport:
     """:func:`audit_store` on a store file, split by height over ``workers`` processes.
 
@@ -274,39 +342,24 @@ def audit_file(
 
     Each process walks a range of blocks starting from the chain head stored with the
     block before it; the process of the previous range checks that stored head, so
-    the ranges chain together exactly as one walk would.
+    the ranges chain together exactly as one walk would. The checks of the store as a
+    whole run in this process meanwhile.
     """
     with StoreReader.open(path) as reader:
         if workers <= 1:
-            return audit_store(reader, key, trusted_head=trusted_head, progress=progress)
-        report = _global_checks(reader, key, trusted_head)
+            return audit_store(
+                reader, key, trusted_head=trusted_head, progress=progress, window=window
+            )
         gateway_id = _gateway_id(reader)
-        heights = reader.one("SELECT count(*), min(height), max(height) FROM blocks")
-        assert heights is not None
-        total = int(heights[0])
-        spans = [_Range(None, None, None)]
-        if total:
-            low, high = int(heights[1]), int(heights[2])
-            size = max(min_span, (high - low + 1) // (workers * 8) + 1)
-            cuts = list(range(low + size, high + 1, size))
-            spans = []
-            for first, stop in zip([None, *cuts], [*cuts, None], strict=True):
-                head = None
-                if first is not None:
-                    row = reader.one(
-                        "SELECT head_after FROM blocks WHERE height < ? ORDER BY height DESC "
-                        "LIMIT 1",
-                        [first],
-                    )
-                    head = None if row is None else bytes(row[0])
-                spans.append(_Range(first, stop, head))
+        spans, total = _spans(reader, workers, min_span)
         done = 0
         context = multiprocessing.get_context("spawn")  # no DuckDB state crosses a fork
         with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
             futures = [
-                pool.submit(_walk_in_process, str(path), key.raw, gateway_id, span)
+                pool.submit(_walk_in_process, str(path), key.raw, gateway_id, span, window)
                 for span in spans
             ]
+            report = _global_checks(reader, key, trusted_head)
             results = []
             for future in futures:
                 part, head_bytes = future.result()

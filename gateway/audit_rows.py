@@ -1,10 +1,10 @@
-"""The audit's per-row and per-block checks, and the SQL that does most of them.
+"""The audit's per-row and per-block checks.
 
-:data:`READING_SQL` streams one light row per reading, in which DuckDB has already
-checked the leaf hash, the envelope against the stored columns and a JSON payload
-against the parsed columns; :func:`check_batch` takes a block's light rows, checks
-their leaf indexes and batch root, and looks closer (in Python) only at the rows SQL
-could not judge or found wrong, so that every problem is named precisely.
+:func:`check_batch` takes a block's row of :data:`gateway.audit_sql.BLOCK_READINGS_SQL`
+(how many readings, whether their leaf indexes are in order, their stored leaf hashes
+in leaf order, and the leaf indexes of the readings that failed a check in SQL or that
+SQL could not judge), checks the leaf indexes and the batch root, and looks closer (in
+Python) only at those readings, so that every problem is named precisely.
 """
 
 from __future__ import annotations
@@ -35,95 +35,11 @@ _READING_COLUMNS = (
 )
 # The full rows of one block's readings that need a closer look (by leaf index).
 _FULL_SQL = (
-    f"SELECT {_READING_COLUMNS}, "
-    "sha256(unhex('00') || envelope) = lower(hex(leaf_hash)) AS leaf_ok "
+    f"SELECT {_READING_COLUMNS} "
     "FROM readings WHERE block_height = ? AND list_contains(?, leaf_index) "
     "ORDER BY leaf_index"
 )
 
-# The walk streams one light row per reading: (block_height, leaf_index, leaf_hash,
-# row_ok). DuckDB computes row_ok itself, in C++ on every core, while Python consumes:
-# the leaf hash is SHA-256(0x00 || envelope); the envelope is exactly the canonical
-# msgpack of [1, salt, topic, received_ns, payload] built from the stored columns and
-# the payload it holds; the topic ends in /device_id/kind; and, for a JSON payload,
-# every parsed column equals the payload's field. row_ok is NULL when SQL cannot tell
-# (a msgpack payload): Python checks those rows, and diagnoses the rows that fail.
-# (An envelope an attacker replaced, leaf hash and all, cannot match the signed batch
-# root, which the walk computes from the stored leaf hashes; so these checks only have
-# to be exact for the payloads the gateway accepted.)
-_UINT_HEX = (
-    "CASE WHEN received_ns < 128 THEN printf('%02x', received_ns) "
-    "WHEN received_ns < 256 THEN printf('cc%02x', received_ns) "
-    "WHEN received_ns < 65536 THEN printf('cd%04x', received_ns) "
-    "WHEN received_ns < 4294967296 THEN printf('ce%08x', received_ns) "
-    "ELSE printf('cf%016x', received_ns) END"
-)
-_STR_HEADER_HEX = (
-    "CASE WHEN tl < 32 THEN printf('%02x', 160 + tl) "
-    "WHEN tl < 256 THEN printf('d9%02x', tl) ELSE printf('da%04x', tl) END"
-)
-_BIN_HEADER_HEX = (
-    "CASE WHEN pl < 256 THEN printf('c4%02x', pl) "
-    "WHEN pl < 65536 THEN printf('c5%04x', pl) ELSE printf('c6%08x', pl) END"
-)
-# One JSON parse per payload: json_transform reads every field the columns hold.
-_JSON_SHAPE = (
-    '{"device_id": "VARCHAR", "seq": "BIGINT", "ts": "BIGINT", "asset_id": "VARCHAR", '
-    '"celsius": "DOUBLE", "lat": "DOUBLE", "lon": "DOUBLE", "alt_m": "DOUBLE", '
-    '"speed_mps": "DOUBLE", "accuracy_m": "DOUBLE"}'
-)
-_JSON_FIELDS_OK = " AND ".join(
-    [
-        "j IS NOT NULL",
-        "coalesce(j.device_id, device_id) = device_id",
-        "j.seq IS NOT DISTINCT FROM seq",
-        "j.ts IS NOT DISTINCT FROM ts_ms",
-        "j.asset_id IS NOT DISTINCT FROM asset_id",
-        *(
-            f"j.{name} IS NOT DISTINCT FROM {name}"
-            for name in ("celsius", "lat", "lon", "alt_m", "speed_mps", "accuracy_m")
-        ),
-    ]
-)
-READING_SQL = f"""
-WITH r AS (
-    SELECT *, encode(topic) AS topic_b, octet_length(encode(topic)) AS tl
-    FROM readings WHERE block_height >= ? AND block_height < ?
-), p AS (
-    SELECT *, unhex('9501c410') || salt || unhex({_STR_HEADER_HEX}) || topic_b
-        || unhex({_UINT_HEX}) AS prefix
-    FROM r
-), q AS (
-    SELECT *, octet_length(prefix) AS n, octet_length(envelope) AS total,
-        envelope[octet_length(prefix) + 1:octet_length(prefix) + 1] AS tag
-    FROM p
-), t AS (
-    SELECT *, envelope[n + CASE tag WHEN unhex('c4') THEN 3 WHEN unhex('c5') THEN 4
-        WHEN unhex('c6') THEN 6 ELSE 1 END:total] AS payload
-    FROM q
-), u AS (
-    SELECT *, octet_length(payload) AS pl,
-        TRY(json_transform(decode(payload)::JSON, '{_JSON_SHAPE}')) AS j
-    FROM t
-)
-SELECT block_height, leaf_index, leaf_hash,
-    sha256(unhex('00') || envelope) = lower(hex(leaf_hash))
-    AND envelope = prefix || unhex({_BIN_HEADER_HEX}) || payload
-    AND ends_with(topic, '/' || device_id || '/' || kind)
-    AND CASE WHEN payload[1:1] = '{{'::BLOB THEN {_JSON_FIELDS_OK} ELSE NULL END
-    AS row_ok
-FROM u
-"""
-# One row per block, in height order: how many readings, whether their leaf indexes are
-# exactly 0..n-1, the leaf hashes in leaf order, and the indexes SQL was unsure of.
-BLOCK_READINGS_SQL = f"""
-SELECT block_height, count(*) AS n,
-    count(*) = count(DISTINCT leaf_index) AND min(leaf_index) = 0
-        AND max(leaf_index) = count(*) - 1 AS in_order,
-    list(leaf_hash ORDER BY leaf_index) AS leaves,
-    list(leaf_index ORDER BY leaf_index) FILTER (WHERE row_ok IS NOT TRUE) AS unsure
-FROM ({READING_SQL}) GROUP BY block_height ORDER BY block_height
-"""
 _PAYLOAD_FLOATS = ("celsius", "lat", "lon", "alt_m", "speed_mps", "accuracy_m")
 _json_decode = json.JSONDecoder().decode
 
@@ -190,7 +106,7 @@ def _consistent(row: tuple[Any, ...]) -> bool:
     Only when it says no does :func:`_check_reading` work out, slowly, what is wrong.
     """
     (_, _, kind, device_id, seq, ts_ms, received_ns, topic, asset_id) = row[:9]
-    if not row[18]:  # leaf_ok, computed by DuckDB
+    if hash_leaf(row[16]) != row[17]:
         return False
     try:
         version, salt, env_topic, env_received, payload = _unpackb(row[16])
@@ -346,7 +262,11 @@ def check_batch(
         for full in reader.all(_FULL_SQL, [height, sorted(set(unsure))]):
             if not _consistent(full):
                 _check_reading(full, report)
-    if MerkleTree(leaves).root != header.batch_root:
+    try:
+        root = MerkleTree(leaves).root
+    except FormatError:
+        root = None  # a stored leaf hash of the wrong size, reported above
+    if root != header.batch_root:
         report.add(
             "readings", f"block {height}", height, "the block's readings do not hash to its root"
         )

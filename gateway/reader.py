@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
 from gateway.errors import StoreError
 
@@ -158,6 +159,19 @@ class StoreReader:
     def all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with converted("read"):
             return self._con.execute(sql, list(params)).fetchall()
+
+    def table(self, sql: str, params: Sequence[Any] = ()) -> pa.Table:
+        """The whole result of a query as an Arrow table, for work on whole columns."""
+        with converted("read"):
+            cursor = self._con.cursor()  # its own: another query may be open on _con
+        try:
+            with converted("read"):
+                relation = cursor.sql(sql, params=list(params))
+                assert relation is not None  # a SELECT gives a relation
+                return relation.to_arrow_table()
+        finally:
+            with contextlib.suppress(duckdb.Error):
+                cursor.close()
 
     def one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
         with converted("read"):
