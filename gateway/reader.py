@@ -17,12 +17,14 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pyarrow as pa
 
 from gateway.errors import StoreError
+
+if TYPE_CHECKING:
+    import pyarrow as pa  # the service must not import it (memory: gateway/columns.py)
 
 CHUNK_ROWS = 10_000
 
