@@ -71,8 +71,12 @@ def _publish_worker(host: str, port: int, start: int, count: int, devices: int) 
     client.connect(host, port)
     client.loop_start()
     now_ms = time.time_ns() // 1_000_000
+    # Each publisher is its own set of devices, and each device's seq only grows, as with
+    # real sensors (devices shared between publishers would interleave two seq ranges,
+    # so half the readings would arrive below their device's newest seq and each batch
+    # would need a duplicate lookup in the store).
     for n in range(start, start + count):
-        device = f"dev-{n % devices:04d}"
+        device = f"dev-{start}-{n % devices:04d}"
         payload = encode_reading(TemperatureReading(device, n // devices, now_ms, 21.5), "json")
         while client.publish(topic_for(device, "temperature"), payload, qos=1).rc != 0:
             time.sleep(0.01)
