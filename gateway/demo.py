@@ -282,12 +282,16 @@ def run_demo(
     report_dir = work / f"report-{SHIPMENT}"
     report_args = ["--key", str(public), "--asset", SHIPMENT, "-o", str(report_dir)]
     report_code = cli_main(["report", "-c", str(config), *report_args])
-    _print_files(work, config, broker, console)
+    _print_files(work, config, broker, console, duration)
     return EXIT_OK if audit_code == report_code == 0 else EXIT_FAILED
 
 
 def _print_files(
-    work: Path, config: Path, broker: Mosquitto | EmbeddedBroker, console: Console
+    work: Path,
+    config: Path,
+    broker: Mosquitto | EmbeddedBroker,
+    console: Console,
+    duration: float,
 ) -> None:
     public = work / "keys" / "gateway.pub"
     bundle = work / f"{SHIPMENT}.proof.json"
@@ -315,7 +319,7 @@ def _print_files(
         f"""  {start_broker}
   anchorgate keygen --out {work / "keys" / "gateway"} --force
   anchorgate run -c {config}
-  anchorgate simulate -s {SCENARIO} --port {broker.port}{protocol} --duration 30
+  anchorgate simulate -s {SCENARIO} --port {broker.port}{protocol} --duration {duration:g}
   anchorgate status -c {config}
   anchorgate export -c {config} --asset {SHIPMENT} -o {bundle}
   anchorgate verify {bundle} --key {public}

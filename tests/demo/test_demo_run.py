@@ -57,3 +57,4 @@ def test_demo_runs_the_whole_product_and_cleans_up(tmp_path: Path) -> None:
     # Every step the demo made can be repeated by hand with the commands it printed.
     for command in ("anchorgate verify", "anchorgate audit", "anchorgate export"):
         assert command in out
+    assert re.search(r"anchorgate simulate .* --duration 4\b", out), "the run's duration"
