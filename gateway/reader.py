@@ -29,6 +29,12 @@ if TYPE_CHECKING:
 CHUNK_ROWS = 10_000
 
 
+def _quiet(connection: duckdb.DuckDBPyConnection) -> None:
+    # No progress bar: DuckDB draws one on stdout for a query over 2 s, into the output
+    # of `anchorgate audit --json` and friends. A per-connection setting.
+    connection.execute("SET enable_progress_bar = false")
+
+
 class StoreLockedError(StoreError):
     """Another process (a running gateway) holds the store file."""
 
@@ -138,6 +144,7 @@ class StoreReader:
             raise StoreError(f"store: cannot open {path}: {exc}") from None
         except duckdb.Error as exc:
             raise StoreError(f"store: cannot open {path}: {exc}") from None
+        _quiet(connection)
         return cls(connection, owned=True)
 
     @classmethod
@@ -166,6 +173,7 @@ class StoreReader:
         """The whole result of a query as an Arrow table, for work on whole columns."""
         with converted("read"):
             cursor = self._con.cursor()  # its own: another query may be open on _con
+            _quiet(cursor)
         try:
             with converted("read"):
                 relation = cursor.sql(sql, params=list(params))
