@@ -191,7 +191,7 @@ class Anchorer:
 
     def _resume(self) -> None:
         """Continue from what the store committed, reopening it after a fatal error."""
-        if self.store.invalidated:
+        if self.store.reopen_failed or self.store.invalidated:
             self.store.reopen()
         self._builder = ChainBuilder(self.gateway_id, self.key, self._committed_head())
         self._last_received_ns = self.store.last_received_ns() or 0
@@ -212,8 +212,17 @@ class Anchorer:
 
     def commit(self, items: Sequence[Decoded]) -> Outcome:
         """Anchor and store one batch; raises StoreError with nothing committed."""
-        if self._stale:
+        if self._stale or self.store.reopen_failed:
             self._resume()
+        try:
+            return self._commit(items)
+        except BaseException:
+            # Nothing was committed (a duplicate lookup or the write failed): the next
+            # commit reopens the store if it must and continues from the committed head.
+            self._stale = True
+            raise
+
+    def _commit(self, items: Sequence[Decoded]) -> Outcome:
         fresh: list[tuple[Accepted, str]] = []
         seen: dict[str, bytes] = {}
         rejects: list[dict[str, Any]] = []
@@ -269,14 +278,9 @@ class Anchorer:
             block = block_row(sealed)
             if self.thresholds is not None:
                 alerts = self._alerts(fresh, height, sealed.header.created_ns)
-        try:
-            self.store.commit_batch(
-                table if table is not None else [], block, rejects, _alerts_table(alerts)
-            )
-        except BaseException:
-            # Nothing was committed: the next commit continues from the committed head.
-            self._stale = True
-            raise
+        self.store.commit_batch(
+            table if table is not None else [], block, rejects, _alerts_table(alerts)
+        )
         if block is not None:
             self._last_received_ns = max(self._last_received_ns, block.last_received_ns)
             for item, _ in fresh:

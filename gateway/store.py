@@ -228,6 +228,7 @@ class Store:
         self.recycle_rows = 0
         self.readers_active: Callable[[], bool] = lambda: False
         self.recycles = 0
+        self.reopen_failed = False  # a recycle closed the connection and could not reopen
         self._rows_since_open = 0
 
     @staticmethod
@@ -267,6 +268,7 @@ class Store:
             self._con.close()
         self._con = self._connect(self.path, self._config)
         self._rows_since_open = 0
+        self.reopen_failed = False
 
     def _recycle_if_due(self) -> None:
         """Reopen the connection after ``recycle_rows`` committed rows, when no reader is open.
@@ -282,7 +284,13 @@ class Store:
             return
         if self.readers_active():
             return
-        self.reopen()
+        try:
+            self.reopen()
+        except StoreError:
+            # The batch is committed: its commit stands. The anchorer reopens the store
+            # before the next one (Anchorer._resume).
+            self.reopen_failed = True
+            return
         self.recycles += 1
 
     @classmethod

@@ -297,3 +297,24 @@ def test_the_connection_is_recycled_after_enough_rows_but_not_under_a_reader(
         assert [b.height for b in blocks] == list(range(5))
         verify_chain([(b.header, b.signature) for b in blocks], {KEY.key_id: KEY.public_key})
         assert store.counts().readings == 14
+
+
+def test_a_recycle_that_cannot_reopen_keeps_the_batch_and_the_next_commit_reopens(
+    tmp_path: Path,
+) -> None:
+    with Store.open(tmp_path / "s.duckdb") as store:
+        store.recycle_rows = 2
+        anchorer = make_anchorer(store)
+        store._config["memory_limit"] = "not a size"  # DuckDB refuses to open with it
+        outcome = anchorer.commit([temp("a", 1), temp("a", 2)])
+        assert (outcome.stored, outcome.height) == (2, 0)
+        assert store.reopen_failed
+        assert store.invalidated
+        with pytest.raises(StoreError, match="cannot open"):
+            anchorer.commit([temp("a", 3)])  # still cannot reopen: nothing committed
+        store._config["memory_limit"] = "64MB"
+        assert anchorer.commit([temp("a", 3)]).height == 1
+        assert not store.reopen_failed
+        assert store.counts().readings == 3
+        blocks = store.blocks()
+        verify_chain([(b.header, b.signature) for b in blocks], {KEY.key_id: KEY.public_key})
