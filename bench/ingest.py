@@ -32,6 +32,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -51,10 +52,13 @@ MAX_READINGS = 1000
 MAX_DELAY = 1.0
 
 
-def _publish_worker(host: str, port: int, start: int, count: int, devices: int) -> None:
+def publish_messages(
+    host: str, port: int, client_id: str, messages: Iterable[tuple[str, bytes]], count: int
+) -> None:
+    """Publish ``count`` (topic, payload) messages with QoS 1 as fast as the broker acks."""
     client = mqtt.Client(
         callback_api_version=CallbackAPIVersion.VERSION2,
-        client_id=f"bench-pub-{start}",
+        client_id=client_id,
         protocol=MQTTProtocolVersion.MQTTv5,
     )
     client.max_inflight_messages_set(1000)
@@ -70,23 +74,35 @@ def _publish_worker(host: str, port: int, start: int, count: int, devices: int) 
     client.on_publish = on_publish
     client.connect(host, port)
     client.loop_start()
-    now_ms = time.time_ns() // 1_000_000
-    # Each publisher is its own set of devices, and each device's seq only grows, as with
-    # real sensors (devices shared between publishers would interleave two seq ranges,
-    # so half the readings would arrive below their device's newest seq and each batch
-    # would need a duplicate lookup in the store).
-    for n in range(start, start + count):
-        device = f"dev-{start}-{n % devices:04d}"
-        payload = encode_reading(TemperatureReading(device, n // devices, now_ms, 21.5), "json")
-        while client.publish(topic_for(device, "temperature"), payload, qos=1).rc != 0:
+    for sent, (topic, payload) in enumerate(messages):
+        while client.publish(topic, payload, qos=1).rc != 0:
             time.sleep(0.01)
-        if n % 5000 == 0:  # keep paho's own queue short
-            while (n - start) - acked > 20_000:
+        if sent % 5000 == 0:  # keep paho's own queue short
+            while sent - acked > 20_000:
                 time.sleep(0.005)
     while acked < count:
         time.sleep(0.01)
     client.disconnect()
     client.loop_stop()
+
+
+def _publish_worker(host: str, port: int, start: int, count: int, devices: int) -> None:
+    now_ms = time.time_ns() // 1_000_000
+    # Each publisher is its own set of devices, and each device's seq only grows, as with
+    # real sensors (devices shared between publishers would interleave two seq ranges,
+    # so half the readings would arrive below their device's newest seq and each batch
+    # would need a duplicate lookup in the store).
+    messages = (
+        (
+            topic_for(f"dev-{start}-{n % devices:04d}", "temperature"),
+            encode_reading(
+                TemperatureReading(f"dev-{start}-{n % devices:04d}", n // devices, now_ms, 21.5),
+                "json",
+            ),
+        )
+        for n in range(start, start + count)
+    )
+    publish_messages(host, port, f"bench-pub-{start}", messages, count)
 
 
 def publish(broker: Mosquitto, count: int, publishers: int, offset: int = 0) -> float:

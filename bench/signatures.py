@@ -27,20 +27,16 @@ import multiprocessing
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from ingest import MAX_READINGS, Gateway, store_figures  # noqa: E402
+from ingest import MAX_READINGS, Gateway, publish_messages, store_figures  # noqa: E402
 
 from gateway.anchor import Anchorer  # noqa: E402
 from gateway.config import BatchSection, LimitsSection  # noqa: E402
@@ -84,37 +80,9 @@ def _publish_worker(
     the broker and the gateway would rightly refuse the late lower seqs as replays.
     """
     mine = [n for n in range(total) if (n % DEVICES) % publishers == index]
-    count = len(mine)
-    client = mqtt.Client(
-        callback_api_version=CallbackAPIVersion.VERSION2,
-        client_id=f"bench-sig-pub-{index}",
-        protocol=MQTTProtocolVersion.MQTTv5,
-    )
-    client.max_inflight_messages_set(1000)
-    client.max_queued_messages_set(0)
-    acked = 0
-    lock = threading.Lock()
-
-    def on_publish(*_: object) -> None:
-        nonlocal acked
-        with lock:
-            acked += 1
-
-    client.on_publish = on_publish
-    client.connect(host, port)
-    client.loop_start()
     now_ms = time.time_ns() // 1_000_000
-    for sent, n in enumerate(mine):
-        topic, data = payload(n, now_ms, signed)
-        while client.publish(topic, data, qos=1).rc != 0:
-            time.sleep(0.01)
-        if sent % 5000 == 0:
-            while sent - acked > 20_000:
-                time.sleep(0.005)
-    while acked < count:
-        time.sleep(0.01)
-    client.disconnect()
-    client.loop_stop()
+    messages = (payload(n, now_ms, signed) for n in mine)
+    publish_messages(host, port, f"bench-sig-pub-{index}", messages, len(mine))
 
 
 def publish(broker: Mosquitto, count: int, publishers: int, signed: bool) -> None:
