@@ -73,6 +73,7 @@ from gateway.config import Config
 from gateway.errors import BrokerConnectError
 from gateway.logs import get_logger, log_event
 from gateway.metrics import Metrics
+from gateway.mqtt_client import BufferedClient
 from gateway.mqtt_tls import describe_tls_failure
 from gateway.pipeline import RawMessage
 
@@ -135,9 +136,9 @@ class Subscriber:
         self._paho_logger = self._paho_errors()
         self.client = self._make_client()
 
-    def _make_client(self) -> mqtt.Client:
+    def _make_client(self) -> BufferedClient:
         v311 = self._mqtt.protocol == "3.1.1"
-        client = mqtt.Client(
+        client = BufferedClient(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=self._config.client_id,
             protocol=MQTTProtocolVersion.MQTTv311 if v311 else MQTTProtocolVersion.MQTTv5,
@@ -190,6 +191,7 @@ class Subscriber:
             sock = self.client.socket()
             if sock is not None:
                 self._watch(sock)
+                self._read_buffered(sock)
 
     def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> bool:
         """Send a QoS 1 message without waiting; False if it cannot be sent now."""
@@ -498,31 +500,43 @@ class Subscriber:
         self._call_in_loop(self._loop.remove_writer, sock)
 
     def _readable(self, sock: socket.socket) -> None:
-        # paho reads one packet per loop_read(); keep reading while the socket has data
-        # so a burst costs one wakeup, not one per message.
+        # paho reads one packet per loop_read(); keep reading while the socket (or the
+        # client's read buffer) has data so a burst costs one wakeup, not one per message.
+        client = self.client
         try:
             for _ in range(READS_PER_WAKEUP):
                 before = self._pending
-                if self.client.loop_read() != mqtt.MQTT_ERR_SUCCESS:
+                if client.loop_read() != mqtt.MQTT_ERR_SUCCESS:
                     break
-                if self.client.socket() is not sock:
+                if client.socket() is not sock:
                     break
                 # Pause only after a message: CONNACK and SUBACK must get through even
                 # while the previous connection's messages are still being committed.
                 if self._pending > before and self._pending >= self._mqtt.receive_maximum:
-                    # Backpressure: leave further messages in the socket (and the broker).
+                    # Backpressure: leave further messages in the buffer, the socket and
+                    # the broker.
                     self._paused = True
                     assert self._loop is not None
                     self._loop.remove_reader(sock)
                     break
+                if client.buffered:
+                    continue
                 if isinstance(sock, ssl.SSLSocket) and sock.pending():
                     continue
                 if not self._poll.poll(0):
                     break
+            else:
+                self._read_buffered(sock)  # the wakeup's share is read: let the loop in
         except Exception as exc:  # a broken socket: treat as a lost connection
             self._connection_broken(exc)
         finally:
             self._flush_chunk()
+
+    def _read_buffered(self, sock: Any) -> None:
+        """Read on soon if bytes wait in the client's buffer: they wake no selector."""
+        if self.client.buffered and not self._paused:
+            assert self._loop is not None
+            self._loop.call_soon(self._readable, sock)
 
     def _writable(self) -> None:
         try:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from gateway_helpers import publish_all, readings
 
+from gateway import subscriber as subscriber_module
 from gateway.config import Config, parse_config
 from gateway.metrics import Metrics
 from gateway.mosquitto import Mosquitto
@@ -94,6 +95,24 @@ async def test_receive_maximum_bounds_unacknowledged_messages(broker: Mosquitto)
             expected = min(200, acked + 50)
             await eventually(lambda: len(running.received) == expected)  # noqa: B023
         running.subscriber.ack(running.received[181:])
+        await asyncio.sleep(0.1)
+
+
+async def test_a_queued_burst_larger_than_one_wakeup_arrives_whole(
+    broker: Mosquitto, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Messages queued while we are away arrive in a few large reads, many more than
+    # one wakeup handles: the ones left in the client's buffer (which wakes no
+    # selector) must be read as well.
+    monkeypatch.setattr(subscriber_module, "READS_PER_WAKEUP", 5)
+    sent = readings(7, 1500)
+    async with Running(config_for(broker, receive_maximum=2000)):
+        pass  # makes the session
+    await in_thread(lambda: publish_all(broker, sent))
+    async with Running(config_for(broker, receive_maximum=2000)) as running:
+        await eventually(lambda: len(running.received) == len(sent))
+        assert [m.payload for m in running.received] == [p for _, p in sent]
+        running.subscriber.ack(running.received)
         await asyncio.sleep(0.1)
 
 
