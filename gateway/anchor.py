@@ -51,6 +51,7 @@ from ledger import (
     SigningKey,
 )
 from ledger import FormatError as LedgerFormatError
+from ledger.envelope import envelope_bytes
 from ledger.merkle import MerkleTree, hash_leaf
 
 
@@ -265,16 +266,16 @@ class Anchorer:
         alerts: list[Alert] = []
         if fresh:
             salts = self._salts(len(fresh))
-            envelope_bytes = [
-                Envelope.create(item.topic, item.payload, item.received_ns, salt).to_bytes()
+            envelopes = [
+                envelope_bytes(item.topic, item.payload, item.received_ns, salt)
                 for (item, _), salt in zip(fresh, salts, strict=True)
             ]
-            leaves = [hash_leaf(data) for data in envelope_bytes]
+            leaves = [hash_leaf(data) for data in envelopes]
             first_ns = min(item.received_ns for item, _ in fresh)
             last_ns = max(item.received_ns for item, _ in fresh)
             sealed = self._builder.seal(leaves, first_ns, last_ns, self._clock())
             height = sealed.header.height
-            table = _readings_table(fresh, salts, envelope_bytes, leaves, height)
+            table = _readings_table(fresh, salts, envelopes, leaves, height)
             block = block_row(sealed)
             if self.thresholds is not None:
                 alerts = self._alerts(fresh, height, sealed.header.created_ns)

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import msgpack
+
 from ledger.canonical import field_bytes, field_int, field_str, pack, unpack_array
 from ledger.errors import FormatError
 from ledger.merkle import LeafHash, hash_leaf
@@ -24,6 +26,8 @@ MAX_TOPIC_BYTES = 65535  # MQTT's limit on a topic name
 MAX_PAYLOAD_BYTES = 256 * 1024  # well above any reading; the gateway's limit is lower
 _FIELDS = 5
 _WHAT = "envelope"
+# A topic of this many characters is at most MAX_TOPIC_BYTES of UTF-8 (4 bytes a char).
+_SURELY_SHORT_TOPIC = MAX_TOPIC_BYTES // 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,3 +85,27 @@ class Envelope:
     def leaf_hash(self) -> LeafHash:
         """SHA-256(0x00 || canonical envelope bytes)."""
         return hash_leaf(self.to_bytes())
+
+
+def envelope_bytes(topic: str, payload: bytes, received_ns: int, salt: bytes) -> bytes:
+    """``Envelope.create(topic, payload, received_ns, salt).to_bytes()``, without the object.
+
+    The gateway's writer makes one envelope per reading: this is its path, about three
+    times faster. The checks are the same: any input the quick ones do not clear goes
+    through :class:`Envelope`, which raises the FormatError naming the field.
+    """
+    if (
+        type(salt) is bytes
+        and len(salt) == SALT_SIZE
+        and type(topic) is str
+        and 0 < len(topic) <= _SURELY_SHORT_TOPIC
+        and type(received_ns) is int
+        and 0 <= received_ns < 2**64
+        and type(payload) is bytes
+        and len(payload) <= MAX_PAYLOAD_BYTES
+    ):
+        packed: bytes = msgpack.packb(
+            [ENVELOPE_VERSION, salt, topic, received_ns, payload], use_bin_type=True
+        )
+        return packed
+    return Envelope.create(topic, payload, received_ns, salt).to_bytes()

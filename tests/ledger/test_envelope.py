@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ledger.envelope import Envelope
+from ledger.envelope import MAX_PAYLOAD_BYTES, MAX_TOPIC_BYTES, Envelope, envelope_bytes
 from ledger.errors import FormatError
 from ledger.merkle import hash_leaf
 
@@ -29,6 +29,42 @@ def test_round_trip(salt: bytes, topic: str, received_ns: int, payload: bytes) -
     data = envelope.to_bytes()
     assert Envelope.from_bytes(data) == envelope
     assert envelope.leaf_hash() == hash_leaf(data)
+
+
+def _outcome(make: object) -> bytes | str:
+    """The bytes ``make()`` returns, or the message of the FormatError it raises."""
+    try:
+        return make()  # type: ignore[operator,no-any-return]
+    except FormatError as exc:
+        return f"FormatError: {exc}"
+
+
+# Valid and invalid values of every field, the edges included.
+_any = st.one_of(st.none(), st.booleans(), st.floats(allow_nan=False), st.binary(max_size=20))
+
+
+@given(
+    salt=st.one_of(st.binary(min_size=15, max_size=17), _any),
+    topic=st.one_of(
+        st.text(max_size=40),
+        st.sampled_from(["é" * (MAX_TOPIC_BYTES // 2), "x" * MAX_TOPIC_BYTES, "x" * 65536]),
+        _any,
+    ),
+    received_ns=st.one_of(st.integers(-(2**65), 2**65), _any),
+    payload=st.one_of(
+        st.binary(max_size=200),
+        st.sampled_from([b"p" * MAX_PAYLOAD_BYTES, b"p" * (MAX_PAYLOAD_BYTES + 1)]),
+        st.text(max_size=5),
+        _any,
+    ),
+)
+def test_envelope_bytes_is_the_envelope_path(
+    salt: object, topic: object, received_ns: object, payload: object
+) -> None:
+    # The writer's shortcut gives the same bytes, or the same error, for any input.
+    quick = _outcome(lambda: envelope_bytes(topic, payload, received_ns, salt))  # type: ignore[arg-type]
+    full = _outcome(lambda: Envelope.create(topic, payload, received_ns, salt).to_bytes())  # type: ignore[arg-type]
+    assert quick == full
 
 
 def test_salt_changes_the_leaf_hash() -> None:
