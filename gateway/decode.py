@@ -217,7 +217,10 @@ class Decoder:
                 f"{len(payload)} bytes, more than limits.max_payload_bytes "
                 f"({limits.max_payload_bytes})",
             )
-        topic_bytes = len(topic.encode("utf-8", "surrogatepass"))
+        # A topic of n characters has at most 4n bytes of UTF-8: count only when it matters.
+        topic_bytes = len(topic) * 4
+        if topic_bytes > limits.max_topic_bytes:
+            topic_bytes = len(topic.encode("utf-8", "surrogatepass"))
         if topic_bytes > limits.max_topic_bytes:
             raise DecodeError(
                 "topic",
@@ -243,8 +246,8 @@ class Decoder:
                 )
             payload = signed.reading
         document, _fmt = parse_payload(payload, limits.max_depth, limits.max_container_items)
-        unknown = sorted(set(document) - _FIELDS[kind])
-        if unknown:
+        if not document.keys() <= _FIELDS[kind]:
+            unknown = sorted(set(document) - _FIELDS[kind])
             name = unknown[0]
             if _PLAIN_NAME.fullmatch(name) is None:  # the sender chose it: quote a short piece
                 raise DecodeError("payload", f"{name[:40]!r} is not a field of a {kind} reading")
