@@ -40,7 +40,8 @@ from gateway.device_auth import ReplayGuard
 from gateway.errors import StoreMismatchError
 from gateway.keyring import check_current, store_history
 from gateway.readings import Reading, TemperatureReading
-from gateway.store import ALERTS_COLUMNS, BlockRow, Store
+from gateway.schema import ALERTS_COLUMNS, BlockRow
+from gateway.store import Store
 from ledger import (
     ChainBuilder,
     ChainError,

@@ -39,7 +39,7 @@ from gateway.device_auth import Authenticator, PendingSignature, verify_pending
 from gateway.errors import DecodeError, StoreError
 from gateway.logs import get_logger, log_event
 from gateway.metrics import Metrics
-from gateway.store import BlockRow
+from gateway.schema import BlockRow
 
 _log = get_logger("pipeline")
 

@@ -36,7 +36,8 @@ from gateway.logs import get_logger, log_event
 from gateway.metrics import Metrics, write_health
 from gateway.permissions import check_store_permissions
 from gateway.pipeline import Pipeline
-from gateway.store import BlockRow, Store
+from gateway.schema import BlockRow
+from gateway.store import Store
 from gateway.subscriber import Subscriber
 from ledger import SigningKey
 

@@ -43,7 +43,8 @@ from gateway.readings import (
     encode_reading,
     topic_for,
 )
-from gateway.store import MIGRATIONS, Store
+from gateway.schema import MIGRATIONS
+from gateway.store import Store
 from ledger import SigningKey
 
 pytestmark = pytest.mark.broker

@@ -19,7 +19,8 @@ from gateway.config import parse_config
 from gateway.errors import StoreError
 from gateway.reader import StoreReader
 from gateway.readings import LocationReading, Reading, TemperatureReading, encode_reading
-from gateway.store import MIGRATIONS, SCHEMA_VERSION, Store
+from gateway.schema import MIGRATIONS, SCHEMA_VERSION
+from gateway.store import Store
 from ledger import SigningKey
 
 KEY = SigningKey.from_seed(bytes(range(32)))

@@ -12,7 +12,8 @@ from gateway_cases import NOW_MS, NOW_NS
 from gateway.anchor import Accepted, Anchorer, Rejected, check_recent_blocks, dedup_key
 from gateway.errors import StoreError, StoreMismatchError
 from gateway.readings import LocationReading, TemperatureReading, encode_reading
-from gateway.store import SCHEMA_VERSION, Store
+from gateway.schema import SCHEMA_VERSION
+from gateway.store import Store
 from ledger import ChainHead, Envelope, MerkleTree, SigningKey, verify_chain
 
 KEY = SigningKey.from_seed(bytes(32))
@@ -46,7 +47,7 @@ def test_new_store_has_the_schema(tmp_path: Path) -> None:
 def test_migration_path_applies_missing_steps_and_refuses_newer(tmp_path: Path) -> None:
     path = tmp_path / "s.duckdb"
     Store.open(path).close()
-    from gateway.store import MIGRATIONS
+    from gateway.schema import MIGRATIONS
 
     newer = SCHEMA_VERSION + 1
     steps = {**MIGRATIONS, newer: ("ALTER TABLE readings ADD COLUMN note VARCHAR",)}
