@@ -319,16 +319,24 @@ class Store:
                     f"INSERT INTO blocks ({BLOCK_COLUMNS}) VALUES ({placeholders})",
                     [getattr(block, name) for name in BlockRow.__slots__],
                 )
-                self._con.execute(
-                    "INSERT OR REPLACE INTO meta VALUES ('chain_head', ?)", [block.head_after]
-                )
+                self._put_meta("chain_head", block.head_after)
             for key, value in (meta or {}).items():
-                self._con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, value])
+                self._put_meta(key, value)
             for table in ("rejects", "alerts"):
                 if batches[table][1]:
                     self._insert(table, batches[table][0])
         self._rows_since_open += sum(rows for _, rows in batches.values())
         self._recycle_if_due()
+
+    def _put_meta(self, key: str, value: bytes) -> None:
+        """Set a meta entry inside the caller's transaction.
+
+        An UPDATE of the existing row: INSERT OR REPLACE on the primary key costs DuckDB
+        about 2 ms of CPU more, once per batch for the chain head.
+        """
+        updated = self._con.execute("UPDATE meta SET value = ? WHERE key = ?", [value, key])
+        if updated.fetchall() == [(0,)]:
+            self._con.execute("INSERT INTO meta VALUES (?, ?)", [key, value])
 
     def _insert(self, table: str, data: ColumnData) -> None:
         self._con.execute(_INSERTS[table], [to_document(_BATCH_TABLES[table], data)])
