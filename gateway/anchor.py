@@ -114,13 +114,12 @@ def dedup_key(item: Accepted) -> str:
 
 
 def _readings_table(
-    fresh: Sequence[tuple[Accepted, str]],
-    salts: Sequence[bytes],
-    envelopes: Sequence[bytes],
-    leaves: Sequence[bytes],
-    height: int,
+    fresh: Sequence[tuple[Accepted, str]], envelopes: Sequence[bytes], leaves: Sequence[bytes]
 ) -> dict[str, list[Any]]:
-    """The batch's rows for the readings table, column by column (gateway.columns)."""
+    """The batch's rows for the readings table, column by column (gateway.columns).
+
+    The block height, leaf index and salt are derived by the store (READINGS_DERIVED).
+    """
     readings = [item.reading for item, _ in fresh]
     temperature = [isinstance(r, TemperatureReading) for r in readings]
 
@@ -128,8 +127,6 @@ def _readings_table(
         return [None if t else getattr(r, name) for r, t in zip(readings, temperature, strict=True)]
 
     return {
-        "block_height": [height] * len(fresh),
-        "leaf_index": list(range(len(fresh))),
         "kind": [r.kind for r in readings],
         "device_id": [r.device_id for r in readings],
         "seq": [r.seq for r in readings],
@@ -145,7 +142,6 @@ def _readings_table(
         "accuracy_m": location("accuracy_m"),
         "payload_format": [item.payload_format for item, _ in fresh],
         "dedup_key": [key for _, key in fresh],
-        "salt": list(salts),
         "envelope": list(envelopes),
         "leaf_hash": list(leaves),
     }
@@ -276,7 +272,7 @@ class Anchorer:
             last_ns = max(item.received_ns for item, _ in fresh)
             sealed = self._builder.seal(leaves, first_ns, last_ns, self._clock())
             height = sealed.header.height
-            table = _readings_table(fresh, salts, envelopes, leaves, height)
+            table = _readings_table(fresh, envelopes, leaves)
             block = block_row(sealed)
             if self.thresholds is not None:
                 alerts = self._alerts(fresh, height, sealed.header.created_ns)

@@ -32,22 +32,32 @@ ColumnData = Mapping[str, Sequence[Any]]
 _b64 = base64.b64encode
 
 
-def insert_statement(table: str, columns: Columns) -> str:
-    """``INSERT INTO table (...) SELECT ...`` taking the batch document as parameter $1."""
+def insert_statement(table: str, columns: Columns, derived: Columns = ()) -> str:
+    """``INSERT INTO table (...) SELECT ...`` taking the batch document as parameter $1.
+
+    ``derived`` columns are not in the document: each is (name, SQL expression), the
+    expression over the document's columns by name, ``row_index`` (the row's position
+    in the batch, from 0) and further parameters ($2, ...) the caller binds.
+    """
     # BLOB values travel as base64 text and are decoded by from_base64.
     structure = json.dumps(
         {name: "VARCHAR[]" if kind == "BLOB" else f"{kind}[]" for name, kind in columns}
     )
     picks = ", ".join(
-        f"from_base64(unnest(batch.{name}))" if kind == "BLOB" else f"unnest(batch.{name})"
+        f"from_base64(unnest(batch.{name})) AS {name}"
+        if kind == "BLOB"
+        else f"unnest(batch.{name}) AS {name}"
         for name, kind in columns
     )
-    names = ", ".join(name for name, _ in columns)
+    if derived:
+        picks += f", unnest(range(len(batch.{columns[0][0]}))) AS row_index"
+    names = ", ".join(name for name, _ in (*columns, *derived))
+    values = ", ".join([name for name, _ in columns] + [expression for _, expression in derived])
     # The structure text is ours (column names and types), never a caller's value.
     quoted = structure.replace("'", "''")
     return (
-        f"INSERT INTO {table} ({names}) SELECT {picks} "
-        f"FROM (SELECT from_json($1::JSON, '{quoted}') AS batch)"
+        f"INSERT INTO {table} ({names}) SELECT {values} FROM (SELECT {picks} "
+        f"FROM (SELECT from_json($1::JSON, '{quoted}') AS batch))"
     )
 
 

@@ -32,6 +32,7 @@ from gateway.schema import (
     BLOCK_COLUMNS,
     MIGRATIONS,
     READINGS_COLUMNS,
+    READINGS_DERIVED,
     REJECTS_COLUMNS,
     BlockRow,
 )
@@ -59,7 +60,11 @@ _BATCH_TABLES: Mapping[str, Columns] = {
     "rejects": REJECTS_COLUMNS,
     "alerts": ALERTS_COLUMNS,
 }
-_INSERTS = {table: insert_statement(table, columns) for table, columns in _BATCH_TABLES.items()}
+_INSERTS = {
+    "readings": insert_statement("readings", READINGS_COLUMNS, READINGS_DERIVED),
+    "rejects": insert_statement("rejects", REJECTS_COLUMNS),
+    "alerts": insert_statement("alerts", ALERTS_COLUMNS),
+}
 
 
 def _as_columns(
@@ -312,7 +317,8 @@ class Store:
             raise ValueError("alerts need the block that anchors their readings")
         with self.transaction("commit a batch"):
             if batches["readings"][1]:
-                self._insert("readings", batches["readings"][0])
+                assert block is not None
+                self._insert("readings", batches["readings"][0], block.height)
             if block is not None:
                 placeholders = ", ".join("?" * len(BlockRow.__slots__))
                 self._con.execute(
@@ -338,8 +344,9 @@ class Store:
         if updated.fetchall() == [(0,)]:
             self._con.execute("INSERT INTO meta VALUES (?, ?)", [key, value])
 
-    def _insert(self, table: str, data: ColumnData) -> None:
-        self._con.execute(_INSERTS[table], [to_document(_BATCH_TABLES[table], data)])
+    def _insert(self, table: str, data: ColumnData, *parameters: object) -> None:
+        document = to_document(_BATCH_TABLES[table], data)
+        self._con.execute(_INSERTS[table], [document, *parameters])
 
     def chain_head(self) -> bytes | None:
         """The committed chain head's bytes, None for a store without blocks."""

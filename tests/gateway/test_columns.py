@@ -85,3 +85,33 @@ def test_a_malformed_batch_is_named(data: dict[str, list[object]], message: str)
 def test_a_value_that_json_cannot_carry_exactly_is_refused() -> None:
     with pytest.raises(ValueError, match="Out of range float"):
         to_document(COLUMNS, {"n": [1], "i": [1], "x": [float("nan")], "s": ["a"], "b": [b""]})
+
+
+def test_derived_columns_take_the_row_position_parameters_and_other_columns(
+    con: duckdb.DuckDBPyConnection,
+) -> None:
+    columns: Columns = (("s", "VARCHAR"), ("b", "BLOB"))
+    derived: Columns = (("k", "row_index"), ("n", "$2"), ("i", "octet_length(b)"))
+    blobs = [bytes(range(n)) for n in (3, 0, 7)]
+    data: dict[str, list[object]] = {"s": ["a", None, "c"], "b": list(blobs)}
+    con.execute(insert_statement("t", columns, derived), [to_document(columns, data), 2**62])
+    back = con.execute("SELECT k, n, i, s, b FROM t ORDER BY k").fetchall()
+    assert back == [
+        (0, 2**62, 3, "a", blobs[0]),
+        (1, 2**62, 0, None, b""),
+        (2, 2**62, 7, "c", blobs[2]),
+    ]
+
+
+def test_the_stored_salt_is_the_envelopes(tmp_path: Path) -> None:
+    # READINGS_DERIVED takes the salt from bytes 5-20 of the envelope: check it on the
+    # envelope the ledger makes.
+    from gateway.schema import READINGS_DERIVED
+    from ledger.envelope import envelope_bytes
+
+    salt = bytes(range(100, 116))
+    envelope = envelope_bytes("sensors/d-1/temperature", b'{"ts":1}', 2**63, salt)
+    expression = dict(READINGS_DERIVED)["salt"]
+    con = duckdb.connect()
+    got = con.execute(f"SELECT {expression} FROM (SELECT ?::BLOB AS envelope)", [envelope])
+    assert got.fetchall() == [(salt,)]
