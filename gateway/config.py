@@ -34,6 +34,10 @@ from ledger.envelope import MAX_PAYLOAD_BYTES, MAX_TOPIC_BYTES
 
 MAX_RECEIVE_MAXIMUM = 65535  # MQTT 5 section 3.1.2.11.3: a two-byte integer
 MAX_SESSION_EXPIRY = 0xFFFFFFFF  # MQTT 5: "never expires"
+MAX_PACKET_BYTES = 268_435_455  # MQTT 5 section 2.1.4: the largest Remaining Length
+# A PUBLISH packet's bytes besides topic and payload: fixed header (up to 5), topic
+# length (2), packet id (2), properties (their length, and what the broker adds).
+PUBLISH_OVERHEAD = 64
 
 
 class _Invalid(ValueError):
@@ -92,6 +96,9 @@ class MqttSection:
     keepalive: int = 30
     session_expiry: int = 7 * 24 * 3600
     receive_maximum: int = 2000
+    # MQTT 5 Maximum Packet Size: the broker drops larger messages instead of sending
+    # them, so that a hostile sender cannot make us hold megabytes per message.
+    max_packet_bytes: int = 16384
     topics: tuple[str, ...] = ()
     topic_template: str = DEFAULT_TOPIC_TEMPLATE
     shared_group: str = ""
@@ -117,6 +124,11 @@ class MqttSection:
             0 < self.receive_maximum <= MAX_RECEIVE_MAXIMUM,
             "receive_maximum",
             f"must be between 1 and {MAX_RECEIVE_MAXIMUM}",
+        )
+        _require(
+            1024 <= self.max_packet_bytes <= MAX_PACKET_BYTES,
+            "max_packet_bytes",
+            f"must be between 1024 and {MAX_PACKET_BYTES}",
         )
         for topic in self.topics:
             _require(
@@ -360,6 +372,13 @@ class Config:
     devices: DevicesSection = field(default_factory=DevicesSection)
 
     def __post_init__(self) -> None:
+        largest = self.limits.max_payload_bytes + self.limits.max_topic_bytes + PUBLISH_OVERHEAD
+        if self.mqtt.max_packet_bytes < largest:
+            raise ConfigError(
+                f"mqtt.max_packet_bytes ({self.mqtt.max_packet_bytes}) must be at least "
+                f"limits.max_payload_bytes + limits.max_topic_bytes + {PUBLISH_OVERHEAD} "
+                f"({largest}), otherwise the broker would drop readings the gateway accepts"
+            )
         if self.mqtt.receive_maximum < self.batch.max_readings:
             raise ConfigError(
                 f"mqtt.receive_maximum ({self.mqtt.receive_maximum}) must be at least "

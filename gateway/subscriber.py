@@ -248,6 +248,7 @@ class Subscriber:
             properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             properties.SessionExpiryInterval = self._mqtt.session_expiry
             properties.ReceiveMaximum = self._mqtt.receive_maximum
+            properties.MaximumPacketSize = self._mqtt.max_packet_bytes
             options = {"clean_start": False, "properties": properties}
         try:
             await loop.run_in_executor(
