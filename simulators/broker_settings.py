@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from gateway.config import check_private_file
+from gateway.errors import ConfigError
 from gateway.mqtt_tls import TlsFileError, client_context, is_loopback
 from simulators.errors import ScenarioError
 
@@ -69,6 +71,8 @@ class BrokerSettings:
         """The TLS client context, None without TLS; a bad file is a ScenarioError."""
         if not self.uses_tls:
             return None
+        if self.key_file is not None:
+            _check_private(self.key_file, "key_file")
         try:
             return client_context(self.ca_file, self.cert_file, self.key_file)
         except TlsFileError as exc:
@@ -89,8 +93,20 @@ def read_password(
             raise ScenarioError(f"{names[0]!r}: the environment variable {env_name} is not set")
         return environ[env_name]
     if file is not None:
+        _check_private(file, names[1])
         try:
             return file.read_text().rstrip("\r\n")
         except OSError as exc:
             raise ScenarioError(f"{names[1]!r}: cannot read {file}: {exc.strerror}") from None
     return None
+
+
+def _check_private(path: Path, name: str) -> None:
+    """Refuse a private key or password file that group or others may read, as the gateway does.
+
+    A simulator stands in for devices: their keys and passwords deserve the same care.
+    """
+    try:
+        check_private_file(path, f"[broker]: {name!r}")
+    except ConfigError as exc:
+        raise ScenarioError(str(exc)) from None

@@ -169,8 +169,16 @@ def test_simulator_tls_files_are_checked_naming_the_key(pki: Pki, tmp_path: Path
     assert ok.broker.uses_tls
     with pytest.raises(ScenarioError, match=r"\[broker\]: 'ca_file' cannot read"):
         scenario({"ca_file": str(tmp_path / "missing.pem")})
+    cert_as_key = tmp_path / "cert-as-key.pem"
+    cert_as_key.write_bytes(cert.read_bytes())
+    cert_as_key.chmod(0o600)
     with pytest.raises(ScenarioError, match=r"\[broker\]: 'key_file' .* is not a PEM private key"):
-        scenario({"cert_file": str(cert), "key_file": str(cert)})
+        scenario({"cert_file": str(cert), "key_file": str(cert_as_key)})
+    shared = tmp_path / "shared-key.pem"
+    shared.write_bytes(key.read_bytes())
+    shared.chmod(0o640)
+    with pytest.raises(ScenarioError, match=r"\[broker\]: 'key_file': .* by group or others"):
+        scenario({"cert_file": str(cert), "key_file": str(shared)})
     with pytest.raises(ScenarioError, match=r"'cert_file' and 'key_file' go together"):
         scenario({"cert_file": str(cert)})
 
@@ -178,6 +186,7 @@ def test_simulator_tls_files_are_checked_naming_the_key(pki: Pki, tmp_path: Path
 def test_simulator_password_from_environment_or_file(tmp_path: Path) -> None:
     secret = tmp_path / "pw"
     secret.write_text("from-file\n")
+    secret.chmod(0o600)
     env = scenario({"username": "u", "password_env": "SIM_PW"}, {"SIM_PW": "from-env"})
     assert env.broker.password == "from-env"
     assert "from-env" not in repr(env)
@@ -186,6 +195,9 @@ def test_simulator_password_from_environment_or_file(tmp_path: Path) -> None:
         scenario({"password_env": "SIM_PW"})
     with pytest.raises(ScenarioError, match="'password_file': cannot read"):
         scenario({"password_file": str(tmp_path / "nope")})
+    secret.chmod(0o644)
+    with pytest.raises(ScenarioError, match=r"'password_file': .* run: chmod 600"):
+        scenario({"password_file": str(secret)})
     with pytest.raises(ScenarioError, match="'password' cannot be combined"):
         scenario({"password": "x", "password_env": "SIM_PW"})
 
