@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.audit_rows import BLOCK_SQL, AuditReport, check_batch, check_block_columns
-from gateway.audit_sql import block_groups
+from gateway.audit_sql import Untidy, block_groups, stream_groups
 from gateway.errors import StoreMismatchError
 from gateway.keyring import ROTATIONS_SQL, KeyHistory, read_rotations
 from gateway.reader import StoreReader
@@ -203,11 +203,28 @@ def _walk(
             keys, revoked = _history(reader, key).verifier_keys(span.start)
         except StoreMismatchError as exc:
             report.add("blocks", f"height {span.start}", span.start, str(exc))
-    verifier = ChainVerifier(keys, gateway_id, start, revoked)
     bounds = [
         -(2**62) if span.start is None else span.start,
         2**62 if span.stop is None else span.stop,
     ]
+    # First with one query for the whole range; if its readings do not lie in written
+    # order, again from the start with a grouped query per window of heights.
+    walked = AuditReport()
+    verifier = ChainVerifier(keys, gateway_id, start, revoked)
+    try:
+        readings = _Readings(stream_groups(reader, bounds[0], bounds[1], window))
+        for row in reader.stream(BLOCK_SQL, bounds):
+            _walk_block(verifier, reader, row, readings, walked)
+            if progress is not None:
+                progress(1)
+        readings.rest(walked)
+    except Untidy:
+        if progress is not None:
+            progress(-walked.blocks)
+    else:
+        report.extend(walked)
+        return verifier.head
+    verifier = ChainVerifier(keys, gateway_id, start, revoked)
     for blocks, low, high in _windows(reader.stream(BLOCK_SQL, bounds), bounds, window):
         readings = _Readings(iter(block_groups(reader, low, high)))
         for row in blocks:
@@ -364,11 +381,7 @@ def audit_file(
             for future in futures:
                 part, head_bytes = future.result()
                 results.append(head_bytes)
-                report.blocks += part.blocks
-                report.readings += part.readings
-                for problem in part.problems:
-                    report.add(problem.table, problem.row, problem.block, problem.reason)
-                report.truncated |= part.truncated
+                report.extend(part)
                 done += part.blocks
                 if progress is not None:
                     progress(done, total)
