@@ -79,6 +79,14 @@ class AuditReport:
             return
         self.problems.append(Problem(table, row, block, reason))
 
+    def extend(self, other: AuditReport) -> None:
+        """Add what ``other`` checked and found (another range of the same store)."""
+        self.blocks += other.blocks
+        self.readings += other.readings
+        for problem in other.problems:
+            self.add(problem.table, problem.row, problem.block, problem.reason)
+        self.truncated |= other.truncated
+
     def to_json(self) -> dict[str, Any]:
         return {
             "ok": self.ok,

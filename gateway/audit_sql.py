@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+from collections.abc import Generator, Iterator
 from typing import Any
 
 import pyarrow as pa
@@ -16,6 +17,8 @@ import pyarrow.compute as pc
 
 from gateway.reader import StoreReader
 from ledger.merkle import LEAF_PREFIX
+
+_LEAF_STATE = hashlib.sha256(LEAF_PREFIX)
 
 # row_ok, per reading, computed by DuckDB in C++: the envelope is exactly the canonical
 # msgpack of [1, salt, topic, received_ns, payload] built from the stored columns and
@@ -124,6 +127,47 @@ def block_groups(reader: StoreReader, low: int, high: int) -> list[tuple[Any, ..
     return reader.all(BLOCK_READINGS_SQL, [low, high]) if groups is None else groups
 
 
+class Untidy(Exception):
+    """The readings of a range do not lie in the file in the order the gateway wrote."""
+
+
+def stream_groups(reader: StoreReader, low: int, high: int, rows: int) -> Iterator[tuple[Any, ...]]:
+    """The rows of :data:`BLOCK_READINGS_SQL` for the heights [low, high), from one query.
+
+    :data:`READING_SQL` is read in Arrow batches of about ``rows`` rows (memory stays
+    bounded) and cut into blocks as :func:`cut_groups` does, the last block of a batch
+    held back until the next batch shows where it ends. One query for a whole range
+    costs its planning once (about 0.1 us per reading less than a query per window).
+    This needs the rows in written order everywhere in the range: raises
+    :class:`Untidy` when they are not, possibly after yielding some groups, which
+    the caller must then throw away (and use :func:`block_groups` per window).
+    """
+    carry: pa.Table | None = None
+    last: int | None = None  # height of the last group yielded
+    for batch in reader.batches(READING_SQL, [low, high], rows):
+        table = pa.Table.from_batches([batch])
+        if carry is not None:
+            table = pa.concat_tables([carry, table])
+        heights = table.column("block_height")
+        cut = pc.index(heights, heights[-1]).as_py()  # where the last block starts
+        if cut == 0:
+            if not pc.all(pc.equal(heights, heights[-1])).as_py():
+                raise Untidy  # the last height comes before another one too
+        else:
+            last = yield from _tidy_groups(table.slice(0, cut), last)
+        carry = table.slice(cut)
+    if carry is not None:
+        yield from _tidy_groups(carry, last)
+
+
+def _tidy_groups(table: pa.Table, last: int | None) -> Generator[tuple[Any, ...], None, int | None]:
+    groups = cut_groups(table)
+    if groups is None or (groups and last is not None and groups[0][0] <= last):
+        raise Untidy
+    yield from groups
+    return groups[-1][0] if groups else last
+
+
 def cut_groups(table: pa.Table) -> list[tuple[Any, ...]] | None:
     """:data:`READING_SQL` rows cut into per-block groups; None if not in written order.
 
@@ -148,8 +192,13 @@ def cut_groups(table: pa.Table) -> list[tuple[Any, ...]] | None:
     ).to_pylist()
     ends = [*starts[1:], rows]
     leaves = table.column("leaf_hash").to_pylist()
-    sha, prefix = hashlib.sha256, LEAF_PREFIX
-    hashes = [sha(prefix + envelope).digest() for envelope in table.column("envelope").to_pylist()]
+    new = _LEAF_STATE.copy  # cheaper than a new hash object: see ledger.merkle
+    hashes: list[bytes] = []
+    append = hashes.append
+    for envelope in table.column("envelope").to_pylist():
+        leaf = new()
+        leaf.update(envelope)
+        append(leaf.digest())
     bad = pc.invert(pc.fill_null(table.column("row_ok"), False))
     if hashes != leaves:
         bad = pc.or_(bad, pc.not_equal(pa.array(hashes, pa.binary()), table.column("leaf_hash")))

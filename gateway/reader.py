@@ -267,6 +267,30 @@ class StoreReader:
             with contextlib.suppress(duckdb.Error):
                 cursor.close()
 
+    def batches(self, sql: str, params: Sequence[Any], rows: int) -> Iterator[pa.RecordBatch]:
+        """Arrow batches of about ``rows`` rows of one query, read as they are consumed.
+
+        One query over a large range costs its planning once (a few ms for the audit's
+        queries), where a query per window costs it per window.
+        """
+        with converted("read"):
+            cursor = self._con.cursor()
+            _quiet(cursor)
+        try:
+            with converted("read"):
+                relation = cursor.sql(sql, params=list(params))
+                assert relation is not None  # a SELECT gives a relation
+                stream = relation.to_arrow_reader(rows)
+            while True:
+                with converted("read"):
+                    batch = next(stream, None)
+                if batch is None:
+                    return
+                yield batch
+        finally:
+            with contextlib.suppress(duckdb.Error):
+                cursor.close()
+
     def block_hashes(self, stop: int) -> Iterator[bytes]:
         """Stored block hashes of heights 0..stop-1, in height order."""
         for (value,) in self.stream(

@@ -1,9 +1,10 @@
 """The audit's fast paths agree with its plain ones, on real stores edited with DuckDB.
 
-The walk reads readings a window of heights at a time, and cuts a window into blocks
-on Arrow columns when the rows lie in the order the gateway wrote them (hashing the
-envelopes with hashlib); otherwise DuckDB groups and sorts them. Whatever the window
-size and whichever path a window takes, the audit must find the same problems.
+The walk reads a range's readings with one query, in batches, and cuts them into
+blocks on Arrow columns when the rows lie in the order the gateway wrote them
+(hashing the envelopes with hashlib); otherwise it reads them again a window of
+heights at a time, and DuckDB groups and sorts them. Whatever the batch or window
+size and whichever path is taken, the audit must find the same problems.
 """
 
 from __future__ import annotations
@@ -16,7 +17,14 @@ from auditor_store import Made, make_store
 from test_auditor_tamper import CASES, Edit
 
 from gateway.audit import audit_store
-from gateway.audit_sql import BLOCK_READINGS_SQL, READING_SQL, block_groups, cut_groups
+from gateway.audit_sql import (
+    BLOCK_READINGS_SQL,
+    READING_SQL,
+    Untidy,
+    block_groups,
+    cut_groups,
+    stream_groups,
+)
 from gateway.reader import StoreReader
 from ledger import PublicKey
 
@@ -74,6 +82,20 @@ def test_the_arrow_cut_equals_the_grouped_query(made: Made) -> None:
     assert 4 in unsure[5]
 
 
+@pytest.mark.parametrize("rows", [1, 6, 7, 8, 13, 1000])
+def test_the_streamed_cut_equals_the_grouped_query(made: Made, rows: int) -> None:
+    # Batches that end inside a block, on its last reading, and hold several blocks.
+    edit(
+        made,
+        "UPDATE readings SET celsius = 3.9 WHERE block_height = 3 AND leaf_index = 0",
+        "UPDATE readings SET leaf_hash = ? WHERE block_height = 5 AND leaf_index = 4",
+        params=[bytes(32)],
+    )
+    with StoreReader.open(made.path) as reader:
+        for low, high in ((0, 8), (2, 6), (3, 4), (8, 20)):
+            assert list(stream_groups(reader, low, high, rows)) == grouped(reader, low, high)
+
+
 def test_rows_out_of_file_order_audit_clean_through_the_grouped_query(made: Made) -> None:
     # Block 3's readings deleted and inserted again in reverse order, at the end of the
     # table: the same rows, so the same store, but not in the order the gateway wrote.
@@ -87,6 +109,10 @@ def test_rows_out_of_file_order_audit_clean_through_the_grouped_query(made: Made
     key = PublicKey.load(made.public_key_path)
     with StoreReader.open(made.path) as reader:
         assert cut_groups(reader.table(READING_SQL, [0, 8])) is None
+        for rows in (1, 7, 1000):
+            with pytest.raises(Untidy):
+                list(stream_groups(reader, 0, 8, rows))
+        assert list(stream_groups(reader, 4, 8, 5)) == grouped(reader, 4, 8)
         assert cut_groups(reader.table(READING_SQL, [4, 8])) is not None
         assert block_groups(reader, 0, 8) == grouped(reader, 0, 8)
         assert audit_store(reader, key).ok
