@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -192,6 +193,23 @@ def export(
     )
 
 
+_MEMORY = re.compile(r"(\d+(?:\.\d+)?)\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGNORECASE)
+_MEMORY_UNITS = {"kb": 1e3, "mb": 1e6, "gb": 1e9, "tb": 1e12}
+_MEMORY_UNITS |= {"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+MIN_AUDIT_MEMORY = 64e6  # below this DuckDB cannot group the store's leaf hashes
+
+
+def _memory_limit(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    """A DuckDB memory size such as "256MB", at least 64 MB."""
+    match = _MEMORY.fullmatch(value.strip())
+    if match is None:
+        raise click.BadParameter(f"{value!r} is not a size like 256MB or 1GB")
+    size = float(match[1]) * _MEMORY_UNITS[match[2].lower()]
+    if size < MIN_AUDIT_MEMORY:
+        raise click.BadParameter(f"{value!r} is less than 64MB, too little for DuckDB here")
+    return f"{match[1]}{match[2]}"
+
+
 @click.command()
 @click.option(
     "--key",
@@ -207,12 +225,20 @@ def export(
     show_default="the number of CPUs",
     help="Processes that check ranges of blocks side by side.",
 )
+@click.option(
+    "--memory-limit",
+    default="256MB",
+    show_default=True,
+    callback=_memory_limit,
+    help="DuckDB memory per process, e.g. 128MB or 1GB; the store's size does not matter.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable report.")
 @store_options(api=True)
 def audit(
     key_path: Path | None,
     head_hex: str | None,
     workers: int,
+    memory_limit: str,
     as_json: bool,
     config_path: Path | None,
     store_path: Path | None,
@@ -261,6 +287,7 @@ def audit(
                 trusted_head=trusted,
                 workers=workers,
                 progress=lambda done, total: progress.update(task, completed=done, total=total),
+                memory_limit=memory_limit,
             )
         except StoreLockedError:
             raise UserError(

@@ -124,13 +124,21 @@ class StoreReader:
         self._owned = owned
 
     @classmethod
-    def open(cls, path: Path, *, threads: int | None = None) -> StoreReader:
-        """Open a store file read-only; StoreLockedError when a gateway holds it."""
+    def open(
+        cls, path: Path, *, threads: int | None = None, memory_limit: str | None = None
+    ) -> StoreReader:
+        """Open a store file read-only; StoreLockedError when a gateway holds it.
+
+        ``memory_limit`` (DuckDB's setting, e.g. "256MB") caps the pages DuckDB keeps
+        cached and its working memory; without it DuckDB may take 80% of the RAM.
+        """
         if not Path(path).exists():
             raise StoreError(f"store: {path} does not exist")
         config: dict[str, str | bool | int | float | list[str]] = {}
         if threads is not None:
             config["threads"] = threads
+        if memory_limit is not None:
+            config["memory_limit"] = memory_limit
         try:
             connection = duckdb.connect(str(path), read_only=True, config=config)
         except (duckdb.IOException, duckdb.ConnectionException) as exc:

@@ -103,6 +103,16 @@ def test_verify_failures_exit_1_and_name_the_check(
             ["export", "--store", "S", "--device", "nobody"], "no anchored reading", id="no-match"
         ),
         pytest.param(["audit", "--store", "S"], "no key", id="audit-no-key"),
+        pytest.param(
+            ["audit", "--store", "S", "--key", "k.pub", "--memory-limit", "lots"],
+            "'--memory-limit': 'lots' is not a size",
+            id="audit-memory-not-a-size",
+        ),
+        pytest.param(
+            ["audit", "--store", "S", "--key", "k.pub", "--memory-limit", "10MB"],
+            "less than 64MB",
+            id="audit-memory-too-small",
+        ),
     ],
 )
 def test_usage_errors_exit_2_with_one_line(

@@ -16,7 +16,7 @@ import pytest
 from auditor_store import Made, make_store
 from test_auditor_tamper import CASES, Edit
 
-from gateway.audit import audit_store
+from gateway.audit import audit_file, audit_store
 from gateway.audit_sql import (
     BLOCK_READINGS_SQL,
     READING_SQL,
@@ -152,3 +152,26 @@ def test_a_leaf_stored_twice_is_found(made: Made) -> None:
     assert ("readings", None, "the same leaf is stored 2 times") in {
         (p.table, p.block, p.reason) for p in report.problems
     }
+
+
+def test_a_small_memory_limit_still_finds_a_repeated_leaf(made: Made) -> None:
+    # The store-wide repeat check groups hashes within DuckDB's memory limit, in the
+    # parent beside two workers that keep to it too.
+    edit(
+        made,
+        "INSERT INTO readings SELECT * REPLACE (5 AS block_height, 7 AS leaf_index) "
+        "FROM readings WHERE block_height = 1 AND leaf_index = 0",
+    )
+    key = PublicKey.load(made.public_key_path)
+    report = audit_file(made.path, key, workers=2, min_span=2, memory_limit="64MB")
+    assert ("readings", None, "the same leaf is stored 2 times") in {
+        (p.table, p.block, p.reason) for p in report.problems
+    }
+
+
+def test_the_reader_keeps_to_its_memory_limit(made: Made) -> None:
+    with StoreReader.open(made.path, memory_limit="100MB") as reader:
+        limit = reader.one("SELECT current_setting('memory_limit')")
+    assert limit is not None
+    assert limit[0].endswith("MiB")
+    assert float(limit[0][:-4]) < 100  # 100 MB is 95.3 MiB
