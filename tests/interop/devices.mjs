@@ -7,7 +7,7 @@
 //
 // Verification runs the four steps of section 10 in order and names the first that
 // fails: `decode` (1: not a canonical version-1 signed reading), `device-id` (2: the
-// reading names another device than the topic), `key-id` (3: signed by a key that is
+// topic names another device than the reading), `key-id` (3: signed by a key that is
 // not the trusted device key), `signature` (4: Ed25519 does not verify). Section 10
 // names no failure identifiers; the vector file uses two, `format` for step 1 and
 // `signature` for a reading that is well formed but not the device's (steps 2-4).
@@ -60,7 +60,8 @@ function signingInput(topic, deviceId, keyId, reading) {
   return encArray(SIGNING_INPUT, { context: SIGNING_CONTEXT, topic, device_id: deviceId, key_id: keyId, reading });
 }
 
-// Step 2 for the default topic template `sensors/{device_id}/{kind}`.
+// Step 2 for the default topic template `sensors/{device_id}/{kind}`: the device the
+// topic names, or null for a topic the template does not match.
 function topicDevice(topic) {
   const levels = topic.split('/');
   return levels.length === 3 && levels[0] === 'sensors' && levels[1] !== '' && levels[2] !== '' ? levels[1] : null;
@@ -71,8 +72,8 @@ function topicDevice(topic) {
 function verifySignedReading(topic, payload, trustedKey) {
   checkTopic(topic);
   const d = decodeSignedReading(payload);
-  const named = topicDevice(topic);
-  if (named !== d.device_id) throw new StepFail('device-id', `device_id ${JSON.stringify(d.device_id)} is not the device of topic ${JSON.stringify(topic)}`);
+  const named = topicDevice(topic); // null: the template does not match, step 2 has nothing to check
+  if (named !== null && named !== d.device_id) throw new StepFail('device-id', `device_id ${JSON.stringify(d.device_id)} is not the device of topic ${JSON.stringify(topic)}`);
   if (!d.key_id.equals(trustedKey.keyId)) throw new StepFail('key-id', `key_id ${d.key_id.toString('hex')} is not the trusted device key's ${trustedKey.keyId.toString('hex')}`);
   let ok = false;
   try { ok = edVerify(null, signingInput(topic, d.device_id, d.key_id, d.reading), trustedKey.key, d.signature); } catch { ok = false; }

@@ -238,6 +238,12 @@ def device_mutations(vectors: dict[str, Any]) -> list[tuple[str, str, bytes, str
             "device-id",
         ),
         (
+            "signed-for-a-topic-outside-the-template",
+            "other/hs-0042",
+            sign_reading(device, "other/hs-0042", "hs-0042", reading).to_bytes(),
+            "valid",
+        ),
+        (
             "signed-by-another-key",
             topic,
             sign_reading(other, topic, "hs-0042", reading).to_bytes(),
