@@ -2,15 +2,16 @@
 
 verify.mjs was written from docs/FORMAT.md alone, in JavaScript, by someone who did
 not read ledger/. These tests run it (when Node.js is installed) on the format
-vectors and on many mutated bundles, and compare its verdict and first failed check
-with the Python verifier's: a disagreement is a bug in one of them or a gap in the
-spec.
+vectors and on many mutated bundles and signed device readings, and compare its
+verdict and first failed check with the Python verifier's: a disagreement is a bug in
+one of them or a gap in the spec.
 """
 
 from __future__ import annotations
 
 import base64
 import copy
+import hashlib
 import json
 import random
 import shutil
@@ -18,9 +19,14 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import pytest
 
-from ledger import PublicKey, verify_bundle
+from gateway.verify_report import device_signature
+from ledger import FormatError, PublicKey, verify_bundle
+from ledger.device_sig import SignedReading, sign_reading
+from ledger.envelope import Envelope
+from ledger.keys import SigningKey
 
 HERE = Path(__file__).resolve().parent
 VECTORS = HERE.parent / "vectors"
@@ -55,6 +61,7 @@ def vector_bundle() -> dict[str, Any]:
         ("rotation", "anchorgate/rotation.json"),
         ("rfc6962", "rfc6962/inclusion.json"),
         ("rfc6962", "rfc6962/consistency.json"),
+        ("devices", "anchorgate/device_signatures.json"),
     ],
 )
 def test_js_verifier_accepts_the_vectors(command: str, file: str) -> None:
@@ -190,4 +197,123 @@ def test_both_verifiers_agree_across_key_rotations(tmp_path: Path) -> None:
         _, js = node("bundle", str(path), str(pem))
         if python != (js["valid"], js["check"]):
             disagreements.append((name, python, (js["valid"], js["check"])))
+    assert not disagreements
+
+
+def device_mutations(vectors: dict[str, Any]) -> list[tuple[str, str, bytes, str | None]]:
+    """(name, topic, payload, the first step of FORMAT.md section 10 that must fail).
+
+    All start from valid[0]; "valid" when no step may fail. Some are re-signed with the
+    vector key (its seed is in the file), so that a later step is the first to fail;
+    the random bit flips name no step (None: any verdict, as long as both verifiers
+    give the same).
+    """
+    case = vectors["valid"][0]
+    topic = case["topic"]
+    wire = bytes.fromhex(case["signed_reading"])
+    reading = bytes.fromhex(case["reading"])
+    device = SigningKey.from_seed(bytes.fromhex(vectors["key"]["seed"]))
+    other = SigningKey.from_seed(bytes(range(32)))
+    signed = SignedReading.from_bytes(wire)
+
+    def flip(data: bytes, position: int) -> bytes:
+        out = bytearray(data)
+        out[position] ^= 1
+        return bytes(out)
+
+    def packed(*fields: Any) -> bytes:
+        data: bytes = msgpack.packb(list(fields), use_bin_type=True)
+        return data
+
+    out: list[tuple[str, str, bytes, str | None]] = [
+        ("unchanged", topic, wire, "valid"),
+        ("signature-bit", topic, flip(wire, len(wire) - 1), "signature"),
+        ("reading-byte", topic, flip(wire, len(wire) - 70), "signature"),
+        ("another-kind", "sensors/hs-0042/location", wire, "signature"),
+        ("another-device-topic", "sensors/hs-0043/temperature", wire, "device-id"),
+        (
+            "signed-for-another-device-topic",
+            "sensors/hs-0043/temperature",
+            sign_reading(device, "sensors/hs-0043/temperature", "hs-0042", reading).to_bytes(),
+            "device-id",
+        ),
+        (
+            "signed-for-a-topic-outside-the-template",
+            "other/hs-0042",
+            sign_reading(device, "other/hs-0042", "hs-0042", reading).to_bytes(),
+            "valid",
+        ),
+        (
+            "signed-by-another-key",
+            topic,
+            sign_reading(other, topic, "hs-0042", reading).to_bytes(),
+            "key-id",
+        ),
+        (
+            "foreign-key-id",
+            topic,
+            packed(1, "hs-0042", hashlib.sha256(b"x").digest(), reading, signed.signature),
+            "key-id",
+        ),
+        (
+            "version-2",
+            topic,
+            packed(2, "hs-0042", signed.key_id, reading, signed.signature),
+            "decode",
+        ),
+        ("uint8-version", topic, b"\x95\xcc\x01" + wire[2:], "decode"),
+        ("trailing-byte", topic, wire + b"\x00", "decode"),
+        ("truncated", topic, wire[:-1], "decode"),
+        (
+            "reading-starts-0x95",
+            topic,
+            packed(1, "hs-0042", signed.key_id, b"\x95" + reading, signed.signature),
+            "decode",
+        ),
+        (
+            "empty-device-id",
+            topic,
+            packed(1, "", signed.key_id, reading, signed.signature),
+            "decode",
+        ),
+    ]
+    rng = random.Random(10)
+    for i in range(20):
+        flipped = bytearray(wire)
+        flipped[rng.randrange(len(wire))] ^= 1 << rng.randrange(8)
+        out.append((f"flip-{i}", topic, bytes(flipped), None))
+    return out
+
+
+def python_device_verdict(topic: str, payload: bytes, key: PublicKey) -> str | None:
+    """The Python verdict in the vector file's terms: ``format``, ``signature`` or None.
+
+    ledger.device_sig decodes (step 1) and checks the key and the signature (steps 3
+    and 4); step 2, the device the topic names, is its caller's, so the verdict on a
+    well-formed reading is the gateway's auditor report's, which runs all of them.
+    """
+    try:
+        signed = SignedReading.from_bytes(payload)
+    except FormatError:
+        return "format"
+    envelope = Envelope(salt=bytes(16), topic=topic, received_ns=0, payload=payload)
+    report = device_signature(envelope, {signed.device_id: key})
+    assert report is not None
+    return None if report["status"] == "verified" else "signature"
+
+
+def test_both_verifiers_agree_on_device_reading_mutations(tmp_path: Path) -> None:
+    vectors = json.loads((VECTORS / "anchorgate" / "device_signatures.json").read_text())
+    pem = tmp_path / "device.pub"
+    pem.write_text(vectors["key"]["public_key_pem"])
+    key = PublicKey.load(pem)
+    disagreements = []
+    for name, topic, payload, step in device_mutations(vectors):
+        path = tmp_path / f"{name}.bin"
+        path.write_bytes(payload)
+        _, js = node("signed-reading", str(path), topic, str(pem))
+        python = python_device_verdict(topic, payload, key)
+        js_step = js["step"] or "valid"
+        if python != js["error"] or (step is not None and step != js_step):
+            disagreements.append((name, python, js))
     assert not disagreements

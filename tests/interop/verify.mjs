@@ -5,6 +5,8 @@
 //   node tests/interop/verify.mjs chain <chain.json>
 //   node tests/interop/verify.mjs envelopes <envelopes.json>
 //   node tests/interop/verify.mjs rfc6962 <inclusion.json|consistency.json>  (extra: RFC 6962 cases)
+//   node tests/interop/verify.mjs devices <device_signatures.json>             (section 10, devices.mjs)
+//   node tests/interop/verify.mjs signed-reading <payload file> <topic> <device public key PEM>
 //
 // Exit status: 0 valid, 1 invalid, 2 usage / unreadable input file.
 
@@ -864,14 +866,17 @@ function readText(p) {
 }
 function die(m) { console.error(m); process.exit(2); }
 function usage() {
-  die('usage: verify.mjs bundle <bundle.json> <public.pem> [trusted-head-hex]\n       verify.mjs chain <chain.json>\n       verify.mjs rotation <rotation.json>\n       verify.mjs envelopes <envelopes.json>\n       verify.mjs rfc6962 <inclusion.json|consistency.json>');
+  die('usage: verify.mjs bundle <bundle.json> <public.pem> [trusted-head-hex]\n       verify.mjs chain <chain.json>\n       verify.mjs rotation <rotation.json>\n       verify.mjs envelopes <envelopes.json>\n       verify.mjs rfc6962 <inclusion.json|consistency.json>\n       verify.mjs devices <device_signatures.json>\n       verify.mjs signed-reading <payload file> <topic> <device public key PEM>');
 }
 
-export { parseJSON, decodeEnvelope, decodeHeader, decodeHeadRecord, encArray, HEADER, HEADER2, ENVELOPE, HEADREC,
+export { parseJSON, decodeArray, decodeEnvelope, decodeHeader, decodeHeadRecord, encArray, HEADER, HEADER2, ENVELOPE, HEADREC,
   verifyInclusion, verifyConsistency, consistencyLength, pathLength, mth, leafHash, Frontier, loadPublicKey, ChainVerifier, verifyBundleText };
 
 const isMain = (() => { try { return realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url)); } catch { return false; } })();
 if (isMain) {
   const [cmd, ...rest] = process.argv.slice(2);
-  ({ bundle: cmdBundle, chain: cmdChain, envelopes: cmdEnvelopes, rfc6962: cmdRfc6962, rotation: cmdRotation }[cmd] ?? usage)(rest);
+  // Section 10 lives in devices.mjs, which imports this module: loaded on demand.
+  const devices = (name) => (args) => import('./devices.mjs').then((m) => m[name](args));
+  ({ bundle: cmdBundle, chain: cmdChain, envelopes: cmdEnvelopes, rfc6962: cmdRfc6962, rotation: cmdRotation,
+    devices: devices('cmdDevices'), 'signed-reading': devices('cmdSignedReading') }[cmd] ?? usage)(rest);
 }
