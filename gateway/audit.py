@@ -39,7 +39,7 @@ from gateway.audit_rows import BLOCK_SQL, AuditReport, check_batch, check_block_
 from gateway.audit_sql import Untidy, block_groups, stream_groups
 from gateway.errors import StoreMismatchError
 from gateway.keyring import ROTATIONS_SQL, KeyHistory, read_rotations
-from gateway.reader import StoreReader
+from gateway.reader import READ_MEMORY_LIMIT, StoreReader
 from ledger import (
     ChainError,
     ChainHead,
@@ -56,7 +56,7 @@ WINDOW_READINGS = 1 << 16
 # keeps every page it has read cached, up to 80% of the RAM per process: on 10 million
 # readings about 930 MB each. With 256MB the peak RSS is 420-480 MB per process at
 # the same speed (bench/audit.py); 128MB gives 280-360 MB.
-MEMORY_LIMIT = "256MB"
+MEMORY_LIMIT = READ_MEMORY_LIMIT
 
 
 def _windows(

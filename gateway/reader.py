@@ -27,6 +27,9 @@ if TYPE_CHECKING:
     import pyarrow as pa  # the service must not import it (memory: gateway/columns.py)
 
 CHUNK_ROWS = 10_000
+# DuckDB memory of a reader opened on a store file (export, status, report, audit): it
+# bounds the pages DuckDB keeps cached, whatever the size of the store.
+READ_MEMORY_LIMIT = "256MB"
 
 
 def _quiet(connection: duckdb.DuckDBPyConnection) -> None:
@@ -125,20 +128,20 @@ class StoreReader:
 
     @classmethod
     def open(
-        cls, path: Path, *, threads: int | None = None, memory_limit: str | None = None
+        cls, path: Path, *, threads: int | None = None, memory_limit: str = READ_MEMORY_LIMIT
     ) -> StoreReader:
         """Open a store file read-only; StoreLockedError when a gateway holds it.
 
         ``memory_limit`` (DuckDB's setting, e.g. "256MB") caps the pages DuckDB keeps
-        cached and its working memory; without it DuckDB may take 80% of the RAM.
+        cached and its working memory; DuckDB's own default is 80% of the RAM, too much
+        beside a gateway on an edge box.
         """
         if not Path(path).exists():
             raise StoreError(f"store: {path} does not exist")
         config: dict[str, str | bool | int | float | list[str]] = {}
         if threads is not None:
             config["threads"] = threads
-        if memory_limit is not None:
-            config["memory_limit"] = memory_limit
+        config["memory_limit"] = memory_limit
         try:
             connection = duckdb.connect(str(path), read_only=True, config=config)
         except (duckdb.IOException, duckdb.ConnectionException) as exc:
