@@ -124,7 +124,7 @@ def run(config_path: Path) -> None:
       anchorgate run -c config/gateway.toml
     """
     from gateway import logs  # noqa: PLC0415
-    from gateway.config import load_config  # noqa: PLC0415
+    from gateway.config_load import load_config  # noqa: PLC0415
     from gateway.service import serve  # noqa: PLC0415
     from ledger import LedgerError, SigningKey  # noqa: PLC0415
 

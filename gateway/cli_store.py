@@ -39,7 +39,7 @@ def configured(config_path: Path | None) -> Configured:
         if not DEFAULT_CONFIG.exists():
             return Configured()
         config_path = DEFAULT_CONFIG
-    from gateway.config import load_config  # noqa: PLC0415
+    from gateway.config_load import load_config  # noqa: PLC0415
 
     try:
         config = load_config(config_path, broker_secrets=False)

@@ -46,7 +46,7 @@ def _registry_path(config_path: Path | None, registry_path: Path | None) -> Path
     if config_path is None and DEFAULT_CONFIG.exists():
         config_path = DEFAULT_CONFIG
     if config_path is not None:
-        from gateway.config import load_config  # noqa: PLC0415
+        from gateway.config_load import load_config  # noqa: PLC0415
 
         try:
             configured = load_config(config_path, broker_secrets=False).devices.registry

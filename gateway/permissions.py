@@ -6,7 +6,7 @@ store file and the directory it lives in (where DuckDB also writes its ``.wal``)
 must belong to the user running the gateway (a directory may also belong to root)
 and must not be writable by everyone. Private keys and secret files (tokens,
 passwords) are checked where they are read (:meth:`ledger.SigningKey.load`,
-:func:`gateway.config.read_secret_file`): group or others may not read them.
+:func:`gateway.config_load.read_secret_file`): group or others may not read them.
 """
 
 from __future__ import annotations

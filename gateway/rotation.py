@@ -30,7 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.anchor import block_row, check_recent_blocks
-from gateway.config import Config, load_config
+from gateway.config import Config
+from gateway.config_load import load_config
 from gateway.errors import ConfigError, GatewayError, StoreError
 from gateway.keyring import ORIGINAL_KEY_META
 from gateway.store import Store

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from gateway.cli_errors import UserError
-from gateway.config import load_config
+from gateway.config_load import load_config
 from gateway.errors import ConfigError, StoreError, StoreMismatchError
 from gateway.rotation import RotationError, rotate_key
 

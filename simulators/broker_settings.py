@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from gateway.config import check_private_file
+from gateway.config_load import check_private_file
 from gateway.errors import ConfigError
 from gateway.mqtt_tls import TlsFileError, client_context, is_loopback
 from simulators.errors import ScenarioError

@@ -11,7 +11,7 @@ import duckdb
 from gateway.alerts import Thresholds
 from gateway.anchor import Accepted, Anchorer
 from gateway.audit import audit_store
-from gateway.config import parse_config
+from gateway.config_load import parse_config
 from gateway.reader import StoreReader
 from gateway.readings import TemperatureReading, encode_reading
 from gateway.store import Store

@@ -20,7 +20,8 @@ from auditor_store import GATEWAY_ID, T0_NS, Made, make_store, readings_for
 from gateway.anchor import Accepted, Anchorer, block_row, check_recent_blocks
 from gateway.audit import audit_file
 from gateway.cli import main
-from gateway.config import LimitsSection, load_config
+from gateway.config import LimitsSection
+from gateway.config_load import load_config
 from gateway.decode import Decoder, detect_format
 from gateway.errors import StoreMismatchError
 from gateway.proofs import export_bundle

@@ -21,7 +21,8 @@ import pytest
 from auditor_store import Made, make_store
 
 from gateway.cli import main
-from gateway.config import MIN_TOKEN_LENGTH, parse_config
+from gateway.config import MIN_TOKEN_LENGTH
+from gateway.config_load import parse_config
 from gateway.errors import ConfigError
 from gateway.mosquitto import Mosquitto, free_port
 from gateway.readapi import make_app, start

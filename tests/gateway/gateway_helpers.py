@@ -24,7 +24,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from gateway.config import Config, parse_config
+from gateway.config import Config
+from gateway.config_load import parse_config
 from gateway.mosquitto import Mosquitto
 from gateway.readings import TemperatureReading, encode_reading, topic_for
 from ledger import SigningKey

@@ -14,7 +14,8 @@ from test_pipeline import from_list
 
 from gateway.alerts import Alert, Thresholds
 from gateway.anchor import Anchorer
-from gateway.config import BatchSection, Config, LimitsSection, parse_config
+from gateway.config import BatchSection, Config, LimitsSection
+from gateway.config_load import parse_config
 from gateway.decode import Decoder
 from gateway.metrics import Metrics
 from gateway.pipeline import Pipeline, RawMessage

@@ -19,7 +19,7 @@ from gateway.alerts import (
     haversine_km,
     resolve,
 )
-from gateway.config import load_config, parse_config
+from gateway.config_load import load_config, parse_config
 from gateway.errors import ConfigError
 from gateway.readings import LocationReading, TemperatureReading
 

@@ -15,7 +15,7 @@ from gateway_cases import NOW_MS, NOW_NS
 from gateway.alerts import Thresholds
 from gateway.anchor import Accepted, Anchorer, check_recent_blocks
 from gateway.audit import audit_store
-from gateway.config import parse_config
+from gateway.config_load import parse_config
 from gateway.errors import StoreError
 from gateway.reader import StoreReader
 from gateway.readings import LocationReading, Reading, TemperatureReading, encode_reading

@@ -78,7 +78,7 @@ def test_a_bad_checkpoint_is_refused_naming_what(data: bytes, message: str) -> N
 
 
 def test_the_topic_is_checked_at_start(tmp_path: Path) -> None:
-    from gateway.config import parse_config
+    from gateway.config_load import parse_config
     from gateway.errors import ConfigError
 
     config = parse_config('[gateway]\nid = "gw-9"', environ={})

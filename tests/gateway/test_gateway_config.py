@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import Config, load_config, parse_config
+from gateway.config import Config
+from gateway.config_load import load_config, parse_config
 from gateway.errors import ConfigError
 
 SHIPPED = Path(__file__).parents[2] / "config" / "gateway.toml"

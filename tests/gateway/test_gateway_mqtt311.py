@@ -35,7 +35,7 @@ from gateway_helpers import (  # noqa: F401 (reap_gateways is an autouse fixture
 )
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from gateway.config import parse_config
+from gateway.config_load import parse_config
 from gateway.embedded_broker import EmbeddedBroker
 from gateway.errors import ConfigError
 from gateway.mosquitto import Mosquitto

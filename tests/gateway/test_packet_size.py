@@ -17,7 +17,7 @@ from gateway_helpers import (
     write_config,
 )
 
-from gateway.config import parse_config
+from gateway.config_load import parse_config
 from gateway.errors import ConfigError
 from gateway.mosquitto import Mosquitto
 from gateway.store import Store

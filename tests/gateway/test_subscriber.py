@@ -10,7 +10,8 @@ import pytest
 from gateway_helpers import publish_all, readings
 
 from gateway import subscriber as subscriber_module
-from gateway.config import Config, parse_config
+from gateway.config import Config
+from gateway.config_load import parse_config
 from gateway.metrics import Metrics
 from gateway.mosquitto import Mosquitto
 from gateway.pipeline import RawMessage

@@ -15,7 +15,7 @@ import pytest
 from tls_certs import Pki, make_pki
 
 from gateway.cli import main
-from gateway.config import parse_config
+from gateway.config_load import parse_config
 from gateway.errors import ConfigError
 from gateway.mosquitto import Mosquitto, free_port
 from gateway.mqtt_tls import client_context, is_loopback

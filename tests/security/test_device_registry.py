@@ -12,7 +12,7 @@ import pytest
 from device_helpers import KEYS, registry
 
 from gateway.cli import main
-from gateway.config import parse_config
+from gateway.config_load import parse_config
 from gateway.devices import (
     Registry,
     RegistryFile,

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from gateway.cli import main
-from gateway.config import parse_config
+from gateway.config_load import parse_config
 from gateway.errors import ConfigError
 from gateway.permissions import check_store_permissions
 from ledger import SigningKey
