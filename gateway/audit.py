@@ -383,8 +383,11 @@ def _walk_in_process(
 def _spans(reader: StoreReader, workers: int, min_span: int) -> tuple[list[_Range], int]:
     """The height ranges for ``workers`` processes, and the block count.
 
-    16 ranges each: the last range to finish leaves the other cores idle, so smaller
-    ranges end closer together; each costs a query plan and a few small queries.
+    Each range takes a quarter of what is left per worker, and at least ``min_span``
+    blocks: the first ranges are large (each costs a query plan and a few small
+    queries), the last small, so the processes, which take the next range as they
+    finish one, end close together (the last range to finish leaves the other cores
+    idle).
     """
     heights = reader.one("SELECT count(*), min(height), max(height) FROM blocks")
     assert heights is not None
@@ -392,8 +395,13 @@ def _spans(reader: StoreReader, workers: int, min_span: int) -> tuple[list[_Rang
     if not total:
         return [_Range(None, None, None)], 0
     low, high = int(heights[1]), int(heights[2])
-    size = max(min_span, (high - low + 1) // (workers * 16) + 1)
-    cuts = list(range(low + size, high + 1, size))
+    cuts = []
+    start = low
+    while True:
+        start += max(min_span, (high + 1 - start) // (workers * 4))
+        if start > high:
+            break
+        cuts.append(start)
     spans = []
     for first, stop in zip([None, *cuts], [*cuts, None], strict=True):
         head = None
