@@ -2,11 +2,15 @@
 
 Usage: .venv/bin/python bench/ingest.py [--readings 200000] [--backlog 1000000]
                                         [--big-store 10000000] [--publishers 2]
+                                        [--rounds 3]
 
 Method. Each consumer first makes its persistent session (connect, subscribe,
 disconnect); then N readings are published with QoS 1 into the broker's queue for
 that session, as fast as the broker takes them; then the consumer starts and drains
 the queue. This measures the consumer alone, not the publisher, on this machine.
+(a) then (b) make one round, on a broker of its own; ``--rounds`` rounds give the
+median ratio, and each prints the CPU time per message of both consumers, which other
+work on the machine changes less than the rates.
 
 (a) bare: paho-mqtt, MQTT 5, manual acks, on_message does nothing but ack: the
     ceiling for this client here.
