@@ -2,9 +2,9 @@
 
 The few things most callers need are exported here; the primitives stay reachable in
 their modules (``ledger.merkle``, ``ledger.envelope``, ``ledger.header``,
-``ledger.chain``, ``ledger.keys``, ``ledger.bundle``, ``ledger.verify``,
-``ledger.keyschedule``). docs/FORMAT.md is the
-normative description of every byte format this package reads or writes.
+``ledger.chain``, ``ledger.keys``, ``ledger.bundle``, ``ledger.bundle_json``,
+``ledger.verify``, ``ledger.keyschedule``). docs/FORMAT.md is the normative
+description of every byte format this package reads or writes.
 """
 
 from ledger.bundle import (
@@ -17,6 +17,7 @@ from ledger.bundle import (
     dumps_bundle,
     log_proofs,
 )
+from ledger.bundle_json import Check
 from ledger.chain import ChainBuilder, ChainHead, ChainVerifier, SealedBlock, verify_chain
 from ledger.envelope import Envelope
 from ledger.errors import (
@@ -38,7 +39,7 @@ from ledger.merkle import (
     verify_consistency,
     verify_inclusion,
 )
-from ledger.verify import Check, VerificationReport, VerifiedReading, verify_bundle
+from ledger.verify import VerificationReport, VerifiedReading, verify_bundle
 
 __all__ = [
     "BUNDLE_FORMAT",

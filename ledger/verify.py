@@ -4,6 +4,7 @@ Sizes and indexes are always checked against what is signed: a claimed ``batch_s
 must equal the header's ``leaf_count`` and a claimed ``log_size`` the head's height.
 :func:`verify_bundle` never raises on hostile input: it returns a
 :class:`VerificationReport` listing every check made and the first that failed.
+The bundle's JSON is read strictly by :mod:`ledger.bundle_json`.
 
 Key rotation (``anchorgate-proof/2``): the trusted key is the gateway's original key;
 the bundle's ``rotations`` lead from it to the key of every later header. Each header
@@ -13,21 +14,28 @@ any other ``unknown-key``.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from ledger.bundle import BUNDLE_FORMATS, ROTATION_BUNDLE_FORMAT
+from ledger.bundle_json import (
+    MAX_PROOF_HASHES,
+    Check,
+    CheckFailed,
+    get,
+    get_bytes,
+    get_hashes,
+    get_int,
+    parse_bundle,
+    require,
+)
 from ledger.envelope import Envelope
 from ledger.errors import ChainError, FormatError, LedgerError, ProofError, SignatureError
 from ledger.header import BlockHeader, block_hash
 from ledger.keys import PublicKey
 from ledger.keyschedule import KeySchedule
 from ledger.merkle import (
-    HASH_SIZE,
     hash_leaf,
     inclusion_path_length,
     root_from_inclusion_proof,
@@ -36,23 +44,11 @@ from ledger.merkle import (
 
 _T = TypeVar("_T")
 
-MAX_BUNDLE_BYTES = 64 * 1024 * 1024
-MAX_PROOF_HASHES = 64
 MAX_READINGS = 1_000_000
 MAX_BLOCKS = 1_000_000  # each entry of "blocks" holds at least one reading when honest
 # Searching other indexes to tell a swapped index from an edited envelope costs one
 # path walk per candidate; past this batch size the verifier only says "not included".
 _INDEX_SEARCH_LIMIT = 1 << 16
-
-
-@dataclass(frozen=True, slots=True)
-class Check:
-    """One check the verifier made. ``subject`` names the block or reading concerned."""
-
-    name: str
-    ok: bool
-    subject: str
-    detail: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,85 +80,25 @@ class VerificationReport:
         return bool(self.checks) and self.failure is None
 
 
-class _Failed(Exception):
-    """Internal: stops verification at the first failed check."""
-
-    def __init__(self, name: str, subject: str, detail: str) -> None:
-        super().__init__(detail)
-        self.check = Check(name, False, subject, detail)
-
-
-def _require(cond: bool, name: str, subject: str, detail: str) -> None:
-    if not cond:
-        raise _Failed(name, subject, detail)
-
-
-def _get(obj: Mapping[str, Any], key: str, kind: type, where: str) -> Any:
-    value = obj.get(key)
-    if type(value) is not kind:
-        raise _Failed("format", where, f"{where}: field {key!r} must be a {kind.__name__}")
-    return value
-
-
-def _get_int(obj: Mapping[str, Any], key: str, where: str, maximum: int = 2**64 - 1) -> int:
-    value: int = _get(obj, key, int, where)
-    _require(0 <= value <= maximum, "format", where, f"{where}: field {key!r} is out of range")
-    return value
-
-
-def _get_bytes(obj: Mapping[str, Any], key: str, where: str) -> bytes:
-    text: str = _get(obj, key, str, where)
-    try:
-        data = base64.b64decode(text.encode("ascii"), validate=True)
-    except (binascii.Error, UnicodeEncodeError):
-        raise _Failed("format", where, f"{where}: field {key!r} is not base64") from None
-    # One encoding per value: refuse stray bits in the padding (e.g. "QR==").
-    _require(
-        base64.b64encode(data).decode() == text,
-        "format",
-        where,
-        f"{where}: field {key!r} is not canonical base64",
-    )
-    return data
-
-
-def _get_hashes(obj: Mapping[str, Any], key: str, where: str) -> list[bytes]:
-    items: list[Any] = _get(obj, key, list, where)
-    _require(
-        len(items) <= MAX_PROOF_HASHES,
-        "format",
-        where,
-        f"{where}: field {key!r} has {len(items)} hashes, more than {MAX_PROOF_HASHES}",
-    )
-    hashes = [_get_bytes({key: item}, key, where) for item in items]
-    _require(
-        all(len(h) == HASH_SIZE for h in hashes),
-        "format",
-        where,
-        f"{where}: every hash in {key!r} must be {HASH_SIZE} bytes",
-    )
-    return hashes
-
-
 def _scheduled(where: str, step: Callable[..., _T], *args: Any) -> _T:
     """Run a key schedule step; its ChainError becomes the failed check it names."""
     try:
         return step(*args)
     except ChainError as exc:
-        raise _Failed(exc.reason, where, f"{where}: {exc}") from None
+        raise CheckFailed(exc.reason, where, f"{where}: {exc}") from None
 
 
 def _signed_header(
     entry: Mapping[str, Any], where: str, keys: KeySchedule, gateway_id: str
 ) -> tuple[BlockHeader, bytes]:
-    header_bytes = _get_bytes(entry, "header", where)
-    signature = _get_bytes(entry, "signature", where)
+    header_bytes = get_bytes(entry, "header", where)
+    signature = get_bytes(entry, "signature", where)
     try:
         header = BlockHeader.from_bytes(header_bytes)
     except FormatError as exc:
-        raise _Failed("format", where, f"{where}: {exc}") from None
+        raise CheckFailed("format", where, f"{where}: {exc}") from None
     key = _scheduled(where, keys.key_for, header)
-    _require(
+    require(
         header.gateway_id == gateway_id,
         "gateway",
         where,
@@ -171,7 +107,7 @@ def _signed_header(
     try:
         key.verify(signature, header_bytes)
     except SignatureError as exc:
-        raise _Failed("signature", where, f"{where}: {exc}") from None
+        raise CheckFailed("signature", where, f"{where}: {exc}") from None
     return header, header_bytes
 
 
@@ -192,43 +128,10 @@ def verify_bundle(
     report = VerificationReport()
     try:
         _verify(bundle, key, trusted_head, report)
-    except _Failed as failed:
+    except CheckFailed as failed:
         report.checks.append(failed.check)
         report.readings.clear()
     return report
-
-
-def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise _Failed("format", "bundle", f"member {key!r} appears twice in one object")
-        result[key] = value
-    return result
-
-
-def _parse(bundle: bytes | str | Mapping[str, Any]) -> Mapping[str, Any]:
-    if isinstance(bundle, Mapping):
-        return bundle
-    _require(
-        len(bundle) <= MAX_BUNDLE_BYTES,
-        "format",
-        "bundle",
-        f"bundle of {len(bundle)} {'characters' if isinstance(bundle, str) else 'bytes'} "
-        f"is larger than {MAX_BUNDLE_BYTES}",
-    )
-    if isinstance(bundle, bytes):
-        try:
-            bundle = bundle.decode("utf-8")  # UTF-8 only: json.loads would guess UTF-16/32
-        except UnicodeDecodeError as exc:
-            raise _Failed("format", "bundle", f"bundle is not UTF-8 (byte {exc.start})") from None
-    try:
-        parsed = json.loads(bundle, object_pairs_hook=_unique)
-    except (ValueError, RecursionError) as exc:
-        raise _Failed("format", "bundle", f"bundle is not JSON: {exc}") from None
-    _require(isinstance(parsed, dict), "format", "bundle", "bundle is not a JSON object")
-    result: Mapping[str, Any] = parsed
-    return result
 
 
 def _verify(
@@ -238,18 +141,18 @@ def _verify(
     report: VerificationReport,
 ) -> None:
     checks = report.checks
-    bundle = _parse(raw)
+    bundle = parse_bundle(raw)
     fmt = bundle.get("format")
-    _require(
+    require(
         fmt in BUNDLE_FORMATS,
         "version",
         "bundle",
         f"unknown bundle format {fmt!r}; this verifier knows "
         + " and ".join(map(repr, BUNDLE_FORMATS)),
     )
-    gateway_id: str = _get(bundle, "gateway_id", str, "bundle")
-    key_id_hex: str = _get(bundle, "key_id", str, "bundle")
-    _require(
+    gateway_id: str = get(bundle, "gateway_id", str, "bundle")
+    key_id_hex: str = get(bundle, "key_id", str, "bundle")
+    require(
         key_id_hex == key.key_id.hex(),
         "key",
         "bundle",
@@ -261,10 +164,10 @@ def _verify(
     rotations: list[tuple[Mapping[str, Any], BlockHeader, bytes]] = []
     if keys.rotating:
         rotations = _verify_rotations(bundle, keys, gateway_id, report)
-    head_entry = _get(bundle, "head", dict, "bundle")
+    head_entry = get(bundle, "head", dict, "bundle")
     head, head_bytes = _signed_header(head_entry, "head", keys, gateway_id)
-    _require(
-        _get_int(head_entry, "height", "head") == head.height,
+    require(
+        get_int(head_entry, "height", "head") == head.height,
         "format",
         "head",
         "head: claimed height differs from the signed header",
@@ -284,7 +187,7 @@ def _verify(
             )
         )
     if "extends" in bundle:
-        extends = _get(bundle, "extends", dict, "bundle")
+        extends = get(bundle, "extends", dict, "bundle")
         report.extends = _verify_extension(extends, head, keys, gateway_id)
         checks.append(
             Check(
@@ -298,7 +201,7 @@ def _verify(
         if report.head_hash == trusted_head:
             checks.append(Check("trusted-head", True, "head", "head is the trusted head"))
         else:
-            _require(
+            require(
                 report.extends == trusted_head,
                 "trusted-head",
                 f"head block {head.height}",
@@ -308,8 +211,8 @@ def _verify(
             checks.append(Check("trusted-head", True, "head", "head extends the trusted head"))
 
     blocks = {head.height: head}
-    block_entries = _get(bundle, "blocks", list, "bundle")
-    _require(
+    block_entries = get(bundle, "blocks", list, "bundle")
+    require(
         len(block_entries) <= MAX_BLOCKS,
         "format",
         "bundle",
@@ -317,23 +220,23 @@ def _verify(
     )
     for i, entry in enumerate(block_entries):
         where = f"blocks[{i}]"
-        _require(type(entry) is dict, "format", where, f"{where} is not an object")
+        require(type(entry) is dict, "format", where, f"{where} is not an object")
         header, header_bytes = _signed_header(entry, where, keys, gateway_id)
         subject = f"block {header.height}"
-        _require(
-            _get_int(entry, "height", where) == header.height,
+        require(
+            get_int(entry, "height", where) == header.height,
             "format",
             subject,
             f"{where}: claimed height differs from the signed header",
         )
-        _require(header.height not in blocks, "format", subject, f"{subject} appears twice")
+        require(header.height not in blocks, "format", subject, f"{subject} appears twice")
         _in_log(entry, header, header_bytes, head, where)
         _scheduled(where, keys.check_listed, header, header_bytes, head.height)
         blocks[header.height] = header
         checks.append(Check("block-in-chain", True, subject, f"signed, in chain at {head.height}"))
 
-    entries = _get(bundle, "readings", list, "bundle")
-    _require(
+    entries = get(bundle, "readings", list, "bundle")
+    require(
         0 < len(entries) <= MAX_READINGS,
         "format",
         "bundle",
@@ -342,7 +245,7 @@ def _verify(
     seen: set[tuple[int, int]] = set()
     for i, entry in enumerate(entries):
         where = f"readings[{i}]"
-        _require(type(entry) is dict, "format", where, f"{where} is not an object")
+        require(type(entry) is dict, "format", where, f"{where} is not an object")
         report.readings.append(_verify_reading(entry, where, blocks, seen, checks))
 
 
@@ -350,8 +253,8 @@ def _verify_rotations(
     bundle: Mapping[str, Any], keys: KeySchedule, gateway_id: str, report: VerificationReport
 ) -> list[tuple[Mapping[str, Any], BlockHeader, bytes]]:
     """Follow ``rotations`` from the trusted key (their place in the chain comes later)."""
-    entries = _get(bundle, "rotations", list, "bundle")
-    _require(
+    entries = get(bundle, "rotations", list, "bundle")
+    require(
         len(entries) <= MAX_PROOF_HASHES,
         "format",
         "bundle",
@@ -360,10 +263,10 @@ def _verify_rotations(
     found = []
     for i, entry in enumerate(entries):
         where = f"rotations[{i}]"
-        _require(type(entry) is dict, "format", where, f"{where} is not an object")
+        require(type(entry) is dict, "format", where, f"{where} is not an object")
         header, header_bytes = _signed_header(entry, where, keys, gateway_id)
-        _require(
-            _get_int(entry, "height", where) == header.height,
+        require(
+            get_int(entry, "height", where) == header.height,
             "format",
             where,
             f"{where}: claimed height differs from the signed header",
@@ -382,14 +285,14 @@ def _in_log(
 ) -> None:
     """A ``blocks`` or ``rotations`` entry: below the head, and in the head's block log."""
     subject = f"block {header.height}"
-    _require(
+    require(
         header.height < head.height,
         "chain-truncated",
         subject,
         f"{subject} is not below the head (height {head.height}): the chain shown ends before it",
     )
-    log_size = _get_int(entry, "log_size", where)
-    _require(
+    log_size = get_int(entry, "log_size", where)
+    require(
         log_size == head.height,
         "size-mismatch",
         subject,
@@ -400,11 +303,11 @@ def _in_log(
             hash_leaf(block_hash(header_bytes)),
             header.height,
             head.height,
-            _get_hashes(entry, "log_proof", where),
+            get_hashes(entry, "log_proof", where),
         )
     except ProofError as exc:
-        raise _Failed("block-in-chain", subject, f"{subject}: {exc}") from None
-    _require(
+        raise CheckFailed("block-in-chain", subject, f"{subject}: {exc}") from None
+    require(
         root == head.log_root,
         "block-in-chain",
         subject,
@@ -418,24 +321,24 @@ def _verify_extension(
     """Check an ``extends`` entry; return the older head's block hash."""
     old, old_bytes = _signed_header(entry, "extends", keys, gateway_id)
     subject = f"older head block {old.height}"
-    _require(
-        _get_int(entry, "height", "extends") == old.height,
+    require(
+        get_int(entry, "height", "extends") == old.height,
         "format",
         subject,
         "extends: claimed height differs from the signed header",
     )
-    _require(
+    require(
         old.height < head.height,
         "head-extension",
         subject,
         f"{subject} is not older than the head (height {head.height})",
     )
     old_hash = block_hash(old_bytes)
-    log_proof = _get_hashes(entry, "log_proof", "extends")
-    consistency = _get_hashes(entry, "consistency", "extends")
+    log_proof = get_hashes(entry, "log_proof", "extends")
+    consistency = get_hashes(entry, "consistency", "extends")
     try:
         root = root_from_inclusion_proof(hash_leaf(old_hash), old.height, head.height, log_proof)
-        _require(
+        require(
             root == head.log_root,
             "head-extension",
             subject,
@@ -444,9 +347,9 @@ def _verify_extension(
         if old.height:
             verify_consistency(old.height, head.height, old.log_root, head.log_root, consistency)
         else:
-            _require(not consistency, "head-extension", subject, "proof from height 0 not empty")
+            require(not consistency, "head-extension", subject, "proof from height 0 not empty")
     except ProofError as exc:
-        raise _Failed("head-extension", subject, f"{subject}: {exc}") from None
+        raise CheckFailed("head-extension", subject, f"{subject}: {exc}") from None
     _scheduled("extends", keys.check_listed, old, old_bytes, head.height)
     return old_hash
 
@@ -458,60 +361,60 @@ def _verify_reading(
     seen: set[tuple[int, int]],
     checks: list[Check],
 ) -> VerifiedReading:
-    height = _get_int(entry, "block_height", where)
-    index = _get_int(entry, "leaf_index", where)
-    batch_size = _get_int(entry, "batch_size", where)
-    envelope_bytes = _get_bytes(entry, "envelope", where)
-    path = _get_hashes(entry, "path", where)
+    height = get_int(entry, "block_height", where)
+    index = get_int(entry, "leaf_index", where)
+    batch_size = get_int(entry, "batch_size", where)
+    envelope_bytes = get_bytes(entry, "envelope", where)
+    path = get_hashes(entry, "path", where)
     subject = f"{where} (block {height}, leaf {index})"
     header = blocks.get(height)
-    _require(
+    require(
         header is not None,
         "missing-block",
         subject,
         f"{where} is in block {height}, which the bundle does not contain",
     )
-    assert header is not None  # for the type checker; _require raised otherwise
-    _require(
+    assert header is not None  # for the type checker; require raised otherwise
+    require(
         batch_size == header.leaf_count,
         "size-mismatch",
         subject,
         f"{where}: batch_size {batch_size} differs from the signed leaf count "
         f"{header.leaf_count} of block {height}",
     )
-    _require(
+    require(
         index < header.leaf_count,
         "leaf-index",
         subject,
         f"{where}: leaf index {index} is outside block {height}'s {header.leaf_count} leaves",
     )
-    _require((height, index) not in seen, "format", subject, f"{subject} is disclosed twice")
+    require((height, index) not in seen, "format", subject, f"{subject} is disclosed twice")
     seen.add((height, index))
     try:
         envelope = Envelope.from_bytes(envelope_bytes)
     except LedgerError as exc:
-        raise _Failed("envelope", subject, f"{where}: {exc}") from None
+        raise CheckFailed("envelope", subject, f"{where}: {exc}") from None
     leaf = hash_leaf(envelope_bytes)
     try:
         root = root_from_inclusion_proof(leaf, index, header.leaf_count, path)
     except ProofError as exc:
-        raise _Failed("leaf-inclusion", subject, f"{where}: {exc}") from None
+        raise CheckFailed("leaf-inclusion", subject, f"{where}: {exc}") from None
     if root != header.batch_root:
         other = _find_index(leaf, header, path)
         if other is not None:
-            raise _Failed(
+            raise CheckFailed(
                 "leaf-index",
                 subject,
                 f"{where}: the envelope is leaf {other} of block {height}, not leaf {index} "
                 "as the bundle claims",
             )
-        raise _Failed(
+        raise CheckFailed(
             "leaf-inclusion",
             subject,
             f"{where}: the envelope is not in block {height}'s batch (edited envelope "
             "or wrong path)",
         )
-    _require(
+    require(
         header.first_received_ns <= envelope.received_ns <= header.last_received_ns,
         "time-range",
         subject,

@@ -18,14 +18,9 @@ from fuzz_inputs import fuzz_settings, load, mutated
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ledger.bundle_json import MAX_BUNDLE_BYTES, MAX_PROOF_HASHES
 from ledger.keys import PublicKey
-from ledger.verify import (
-    MAX_BLOCKS,
-    MAX_BUNDLE_BYTES,
-    MAX_PROOF_HASHES,
-    VerificationReport,
-    verify_bundle,
-)
+from ledger.verify import MAX_BLOCKS, VerificationReport, verify_bundle
 
 CASE = load("bundle.json")
 KEY = PublicKey.from_pem(CASE["public_key_pem"].encode())
