@@ -29,7 +29,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.anchor import block_row, check_recent_blocks
+from gateway.anchor import block_row
+from gateway.chain_check import check_recent_blocks
 from gateway.config import Config
 from gateway.config_load import load_config
 from gateway.errors import ConfigError, GatewayError, StoreError

@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from gateway.alerts import Alert, Thresholds
-from gateway.anchor import Anchorer, check_recent_blocks
+from gateway.anchor import Anchorer
+from gateway.chain_check import check_recent_blocks
 from gateway.checkpoints import Checkpoint
 from gateway.config import Config
 from gateway.decode import Decoder

@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 from auditor_store import GATEWAY_ID, T0_NS, Made, make_store, readings_for
 
-from gateway.anchor import Accepted, Anchorer, block_row, check_recent_blocks
+from gateway.anchor import Accepted, Anchorer, block_row
 from gateway.audit import audit_file
+from gateway.chain_check import check_recent_blocks
 from gateway.cli import main
 from gateway.config import LimitsSection
 from gateway.config_load import load_config

@@ -250,7 +250,7 @@ class GatewayProcess:
 
 def verify_store(config_path: Path) -> list[tuple[str, str, int | None]]:
     """Check the whole chain and every block's leaves; return (device, kind, seq) stored."""
-    from gateway.anchor import check_recent_blocks
+    from gateway.chain_check import check_recent_blocks
     from gateway.store import Store
 
     config = load(config_path)

@@ -13,8 +13,9 @@ import pytest
 from gateway_cases import NOW_MS, NOW_NS
 
 from gateway.alerts import Thresholds
-from gateway.anchor import Accepted, Anchorer, check_recent_blocks
+from gateway.anchor import Accepted, Anchorer
 from gateway.audit import audit_store
+from gateway.chain_check import check_recent_blocks
 from gateway.config_load import parse_config
 from gateway.errors import StoreError
 from gateway.reader import StoreReader

@@ -9,7 +9,8 @@ import duckdb
 import pytest
 from gateway_cases import NOW_MS, NOW_NS
 
-from gateway.anchor import Accepted, Anchorer, Rejected, check_recent_blocks, dedup_key
+from gateway.anchor import Accepted, Anchorer, Rejected, dedup_key
+from gateway.chain_check import check_recent_blocks
 from gateway.errors import StoreError, StoreMismatchError
 from gateway.readings import LocationReading, TemperatureReading, encode_reading
 from gateway.schema import SCHEMA_VERSION
