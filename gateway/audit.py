@@ -23,8 +23,9 @@ checks:
 Problems are collected, not raised: the report names table, row, block and reason
 for each one, and the audit goes on past them. The per-row and per-block checks, and
 the SQL that does most of them, are in :mod:`gateway.audit_rows` and
-:mod:`gateway.audit_sql`; this module walks the chain, in one process or over height
-ranges in several.
+:mod:`gateway.audit_sql`, the checks of the store as a whole in
+:mod:`gateway.audit_global`; this module walks the chain, in one process or over
+height ranges in several.
 """
 
 from __future__ import annotations
@@ -37,10 +38,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gateway.audit_global import key_history, repeated_leaves, store_checks, times_apart
 from gateway.audit_rows import BLOCK_SQL, AuditReport, check_batch, check_block_columns
 from gateway.audit_sql import Untidy, block_groups, stream_groups
 from gateway.errors import StoreMismatchError
-from gateway.keyring import ROTATIONS_SQL, KeyHistory, read_rotations
 from gateway.reader import READ_MEMORY_LIMIT, StoreReader
 from ledger import (
     ChainError,
@@ -115,53 +116,6 @@ class _Readings:
         )
 
 
-def _global_checks(reader: StoreReader, key: PublicKey, trusted_head: bytes | None) -> AuditReport:
-    """The checks that concern the store as a whole, made before the walk."""
-    report = AuditReport()
-    if trusted_head is not None:
-        found = reader.one("SELECT height FROM blocks WHERE block_hash = ? LIMIT 1", [trusted_head])
-        if found is None:
-            report.add(
-                "blocks",
-                f"head {trusted_head.hex()[:16]}",
-                None,
-                f"the trusted head {trusted_head.hex()} is not in this store: blocks were "
-                "removed or the chain was replaced",
-            )
-    stored_key = reader.meta("key_id")
-    try:
-        current = _history(reader, key).current
-    except StoreMismatchError as exc:
-        report.add("blocks", "rotations", None, str(exc))
-        current = key
-    if stored_key is not None and stored_key != current.key_id:
-        report.add(
-            "meta",
-            "key_id",
-            None,
-            f"the store's current key is {stored_key.hex()[:16]}, but following the key "
-            f"rotations from the trusted key {key.key_id.hex()[:16]} leads to "
-            f"{current.key_id.hex()[:16]}",
-        )
-    has_alerts = reader.one(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'alerts'"
-    )
-    if has_alerts and has_alerts[0]:
-        # Every alert must point at an anchored reading of the same device.
-        for alert_id, height, index in reader.all(
-            "SELECT a.alert_id, a.block_height, a.leaf_index FROM alerts a "
-            "WHERE NOT EXISTS (SELECT 1 FROM readings r WHERE r.block_height = a.block_height "
-            "AND r.leaf_index = a.leaf_index AND r.device_id = a.device_id) LIMIT 100"
-        ):
-            report.add(
-                "alerts",
-                f"alert {alert_id}",
-                int(height),
-                f"refers to reading {height}:{index}, which is not a stored reading of its device",
-            )
-    return report
-
-
 @dataclass(frozen=True, slots=True)
 class _Range:
     """Blocks with start <= height < stop (None: no bound), and the chain head before."""
@@ -192,7 +146,7 @@ def _walk(
         # A range that starts mid-chain starts with the key of its time; the ranges
         # before it verify the rotation blocks that say so.
         try:
-            keys, revoked = _history(reader, key).verifier_keys(span.start)
+            keys, revoked = key_history(reader, key).verifier_keys(span.start)
         except StoreMismatchError as exc:
             report.add("blocks", f"height {span.start}", span.start, str(exc))
     bounds = [
@@ -227,11 +181,6 @@ def _walk(
     return verifier.head
 
 
-def _history(reader: StoreReader, key: PublicKey) -> KeyHistory:
-    """The key history from the store's rotation blocks, starting at the trusted key."""
-    return KeyHistory(key, read_rotations(reader.all(ROTATIONS_SQL)))
-
-
 def _walk_block(
     verifier: ChainVerifier,
     reader: StoreReader,
@@ -259,62 +208,9 @@ def _walk_block(
     report.readings += group[1]
 
 
-def _times_apart(reader: StoreReader) -> bool:
-    """True when no leaf can lie in two blocks, by the blocks' signed receive times.
-
-    Called after a walk that found no problem: every stored header column then equals
-    its signed header, and every reading's receive time its envelope's, whose hash is
-    its leaf. The same leaf in two blocks is the same envelope, so the same receive
-    time, in both. That is impossible when the blocks' [first, last] receive-time
-    ranges are disjoint and each reading lies in its block's range, which two cheap
-    queries show (0.13 s of CPU on 10 million readings, against 1.6 s for grouping
-    every leaf). Ranges that overlap (the gateway's clock stepped back) leave the
-    question to :func:`_repeated_leaves`.
-    """
-    overlaps = reader.one(
-        "SELECT count(*) FROM (SELECT first_received_ns, lag(last_received_ns) OVER "
-        "(ORDER BY height) AS before FROM blocks WHERE leaf_count > 0) "
-        "WHERE first_received_ns <= before"
-    )
-    outside = reader.one(
-        "SELECT count(*) FROM readings r JOIN blocks b ON r.block_height = b.height "
-        "WHERE r.received_ns < b.first_received_ns OR r.received_ns > b.last_received_ns"
-    )
-    return overlaps == (0,) and outside == (0,)
-
-
-def _repeated_leaves(reader: StoreReader, report: AuditReport) -> None:
-    """Report every leaf hash stored more than once, by grouping all of them."""
-    # A leaf stored twice. Grouping 64-bit hashes of the leaf hashes costs less than
-    # grouping the 32-byte values, and DuckDB's grouping stays within the connection's
-    # memory limit however big the store (count(DISTINCT ...) does not: its table of
-    # 10 million hashes needs 128 MB at once). Only hashes seen twice (a repeat, or
-    # very rarely a collision of those hashes) are looked at as values.
-    twice = [
-        h
-        for (h,) in reader.all(
-            "SELECT hash(leaf_hash) AS h FROM readings GROUP BY h HAVING count(*) > 1 LIMIT 1000"
-        )
-    ]
-    repeats = []
-    if twice:
-        repeats = reader.all(
-            "SELECT leaf_hash, count(*) FROM readings WHERE list_contains(?, hash(leaf_hash)) "
-            "GROUP BY leaf_hash HAVING count(*) > 1 ORDER BY leaf_hash LIMIT 100",
-            [twice],
-        )
-    for leaf, count in repeats:
-        report.add(
-            "readings",
-            f"leaf {bytes(leaf).hex()[:16]}",
-            None,
-            f"the same leaf is stored {count} times",
-        )
-
-
 def _finish(reader: StoreReader, head: ChainHead, report: AuditReport) -> AuditReport:
-    if not (report.ok and _times_apart(reader)):
-        _repeated_leaves(reader, report)
+    if not (report.ok and times_apart(reader)):
+        repeated_leaves(reader, report)
     stored_head = reader.meta("chain_head")
     if report.blocks and stored_head != head.to_bytes():
         report.add("meta", "chain_head", None, "meta chain_head does not follow from the blocks")
@@ -343,7 +239,7 @@ def audit_store(
     an earlier bundle): the store's chain must still contain it, which is how a
     rolled-back tail is caught. ``window`` is about how many readings one query reads.
     """
-    report = _global_checks(reader, key, trusted_head)
+    report = store_checks(reader, key, trusted_head)
     total = int((reader.one("SELECT count(*) FROM blocks") or (0,))[0])
     done = 0
 
@@ -455,7 +351,7 @@ def audit_file(
                 )
                 for span in spans
             ]
-            report = _global_checks(reader, key, trusted_head)
+            report = store_checks(reader, key, trusted_head)
             results = []
             for future in futures:
                 part, head_bytes = future.result()

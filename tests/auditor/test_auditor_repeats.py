@@ -8,7 +8,8 @@ from pathlib import Path
 from auditor_store import GATEWAY_ID, T0_NS, make_store
 
 from gateway.anchor import Accepted, Anchorer
-from gateway.audit import _times_apart, audit_file, audit_store
+from gateway.audit import audit_file, audit_store
+from gateway.audit_global import times_apart
 from gateway.config import LimitsSection
 from gateway.decode import Decoder
 from gateway.reader import StoreReader
@@ -20,7 +21,7 @@ from ledger import SigningKey
 def test_a_clean_store_is_proven_by_its_receive_times(tmp_path: Path) -> None:
     made = make_store(tmp_path / "clean")
     with StoreReader.open(made.path) as reader:
-        assert _times_apart(reader)
+        assert times_apart(reader)
         assert audit_store(reader, made.key.public_key).ok
 
 
@@ -56,7 +57,7 @@ def test_a_leaf_the_gateway_itself_anchored_twice_is_found(tmp_path: Path) -> No
     store.close()
 
     with StoreReader.open(path) as reader:
-        assert not _times_apart(reader)
+        assert not times_apart(reader)
         report = audit_store(reader, key.public_key)
     assert [(p.table, p.reason) for p in report.problems] == [
         ("readings", "the same leaf is stored 2 times")
