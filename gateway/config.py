@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from gateway.alerts import AlertsSection
+from gateway.alerts_config import AlertsSection
 from gateway.errors import ConfigError
 from gateway.mqtt_tls import TlsFileError, client_context, is_loopback
 from gateway.readings import DEFAULT_TOPIC_TEMPLATE

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from gateway.alerts import AlertsSection
+from gateway.alerts_config import AlertsSection
 from gateway.config import ApiSection, Config, InvalidValue, MqttSection
 from gateway.errors import ConfigError
 

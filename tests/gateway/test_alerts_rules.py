@@ -8,16 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from gateway.alerts import (
+from gateway.alerts import Thresholds, check, resolve
+from gateway.alerts_config import (
     DEFAULT_KINDS,
     AlertsSection,
     MaxDistance,
     Region,
     Rule,
-    Thresholds,
-    check,
     haversine_km,
-    resolve,
 )
 from gateway.config_load import load_config, parse_config
 from gateway.errors import ConfigError
