@@ -9,17 +9,18 @@ an environment variable or a file (:func:`read_password`), never from a default.
 from __future__ import annotations
 
 import ssl
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
-from gateway.config_load import check_private_file
+from gateway.config_load import check_private_file, read_secret_file
 from gateway.errors import ConfigError
 from gateway.mqtt_tls import TlsFileError, client_context, is_loopback
 from simulators.errors import ScenarioError
 
 _TLS_KEYS = {"ca": "ca_file", "cert": "cert_file", "key": "key_file"}
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ class BrokerSettings:
         if not self.uses_tls:
             return None
         if self.key_file is not None:
-            _check_private(self.key_file, "key_file")
+            _as_scenario_error(check_private_file, self.key_file, "[broker]: 'key_file'")
         try:
             return client_context(self.ca_file, self.cert_file, self.key_file)
         except TlsFileError as exc:
@@ -93,20 +94,17 @@ def read_password(
             raise ScenarioError(f"{names[0]!r}: the environment variable {env_name} is not set")
         return environ[env_name]
     if file is not None:
-        _check_private(file, names[1])
-        try:
-            return file.read_text().rstrip("\r\n")
-        except OSError as exc:
-            raise ScenarioError(f"{names[1]!r}: cannot read {file}: {exc.strerror}") from None
+        return _as_scenario_error(read_secret_file, file, repr(names[1]))
     return None
 
 
-def _check_private(path: Path, name: str) -> None:
-    """Refuse a private key or password file that group or others may read, as the gateway does.
+def _as_scenario_error(read: Callable[[Path, str], T], path: Path, key: str) -> T:
+    """``read(path, key)``, a check of gateway.config_load, its ConfigError a ScenarioError.
 
-    A simulator stands in for devices: their keys and passwords deserve the same care.
+    A simulator stands in for devices: their key and password files get the gateway's
+    care (readable by their owner only).
     """
     try:
-        check_private_file(path, f"[broker]: {name!r}")
+        return read(path, key)
     except ConfigError as exc:
         raise ScenarioError(str(exc)) from None
