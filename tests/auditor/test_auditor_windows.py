@@ -66,13 +66,25 @@ def test_one_block_per_window_finds_the_same(made: Made, change: Edit) -> None:
     assert windows.problems == whole.problems
 
 
-def test_the_arrow_cut_equals_the_grouped_query(made: Made) -> None:
+# A copy of reading 1:0 stored again under block 5, leaf 7.
+COPY_READING_1_0_INTO_BLOCK_5 = (
+    "INSERT INTO readings SELECT * REPLACE (5 AS block_height, 7 AS leaf_index) "
+    "FROM readings WHERE block_height = 1 AND leaf_index = 0"
+)
+
+
+def edit_a_value_and_a_leaf_hash(made: Made) -> None:
+    """Reading 3:0's celsius and reading 5:4's leaf hash, edited."""
     edit(
         made,
         "UPDATE readings SET celsius = 3.9 WHERE block_height = 3 AND leaf_index = 0",
         "UPDATE readings SET leaf_hash = ? WHERE block_height = 5 AND leaf_index = 4",
         params=[bytes(32)],
     )
+
+
+def test_the_arrow_cut_equals_the_grouped_query(made: Made) -> None:
+    edit_a_value_and_a_leaf_hash(made)
     with StoreReader.open(made.path) as reader:
         for low, high in ((0, 8), (2, 6), (3, 4), (8, 20)):
             cut = cut_groups(reader.table(READING_SQL, [low, high]))
@@ -85,12 +97,7 @@ def test_the_arrow_cut_equals_the_grouped_query(made: Made) -> None:
 @pytest.mark.parametrize("rows", [1, 6, 7, 8, 13, 1000])
 def test_the_streamed_cut_equals_the_grouped_query(made: Made, rows: int) -> None:
     # Batches that end inside a block, on its last reading, and hold several blocks.
-    edit(
-        made,
-        "UPDATE readings SET celsius = 3.9 WHERE block_height = 3 AND leaf_index = 0",
-        "UPDATE readings SET leaf_hash = ? WHERE block_height = 5 AND leaf_index = 4",
-        params=[bytes(32)],
-    )
+    edit_a_value_and_a_leaf_hash(made)
     with StoreReader.open(made.path) as reader:
         for low, high in ((0, 8), (2, 6), (3, 4), (8, 20)):
             assert list(stream_groups(reader, low, high, rows)) == grouped(reader, low, high)
@@ -142,11 +149,7 @@ def test_a_leaf_hash_of_the_wrong_size_is_reported(made: Made, size: int) -> Non
 def test_a_leaf_stored_twice_is_found(made: Made) -> None:
     # A copy of reading 1:0 under another block and leaf index: its block's count and
     # root break too, and the repeat itself is named.
-    edit(
-        made,
-        "INSERT INTO readings SELECT * REPLACE (5 AS block_height, 7 AS leaf_index) "
-        "FROM readings WHERE block_height = 1 AND leaf_index = 0",
-    )
+    edit(made, COPY_READING_1_0_INTO_BLOCK_5)
     with StoreReader.open(made.path) as reader:
         report = audit_store(reader, PublicKey.load(made.public_key_path))
     assert ("readings", None, "the same leaf is stored 2 times") in {
@@ -157,11 +160,7 @@ def test_a_leaf_stored_twice_is_found(made: Made) -> None:
 def test_a_small_memory_limit_still_finds_a_repeated_leaf(made: Made) -> None:
     # The store-wide repeat check groups hashes within DuckDB's memory limit, in the
     # parent beside two workers that keep to it too.
-    edit(
-        made,
-        "INSERT INTO readings SELECT * REPLACE (5 AS block_height, 7 AS leaf_index) "
-        "FROM readings WHERE block_height = 1 AND leaf_index = 0",
-    )
+    edit(made, COPY_READING_1_0_INTO_BLOCK_5)
     key = PublicKey.load(made.public_key_path)
     report = audit_file(made.path, key, workers=2, min_span=2, memory_limit="64MB")
     assert ("readings", None, "the same leaf is stored 2 times") in {
