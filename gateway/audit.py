@@ -55,11 +55,6 @@ from ledger.header import BlockHeader
 # Readings per Arrow batch or per windowed query: about 15 MB of Arrow columns. Smaller
 # windows cost more in planning (a few ms per query).
 WINDOW_READINGS = 1 << 16
-# DuckDB memory per audit process (parent and each worker). Without a limit DuckDB
-# keeps every page it has read cached, up to 80% of the RAM per process: on 10 million
-# readings about 930 MB each. With 256MB the peak RSS is 420-480 MB per process at
-# the same speed (bench/audit.py); 128MB gives 280-360 MB.
-MEMORY_LIMIT = READ_MEMORY_LIMIT
 
 
 def _windows(
@@ -320,12 +315,15 @@ def audit_file(
     min_span: int = 64,
     progress: Callable[[int, int], None] | None = None,
     window: int = WINDOW_READINGS,
-    memory_limit: str = MEMORY_LIMIT,
+    memory_limit: str = READ_MEMORY_LIMIT,
 ) -> AuditReport:
     """:func:`audit_store` on a store file, split by height over ``workers`` processes.
 
     Ranges hold at least ``min_span`` blocks (smaller ones cost more than they save).
-    Each process's DuckDB keeps to ``memory_limit``, whatever the size of the store.
+    Each process's DuckDB keeps to ``memory_limit``, whatever the size of the store:
+    without a limit DuckDB kept every page it read cached, about 930 MB per process on
+    10 million readings; with 256MB the workers peak at 480-490 MB at the same speed
+    (bench/audit.py), with 128MB at 280-360 MB.
 
     Each process walks a range of blocks starting from the chain head stored with the
     block before it; the process of the previous range checks that stored head, so

@@ -27,7 +27,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemaining
 from gateway.cli_errors import EXIT_FAILED, UserError
 from gateway.cli_store import DEFAULT_API, configured, store_options
 from gateway.errors import GatewayError
-from gateway.reader import ReadingRef, Selection, StoreLockedError, StoreReader
+from gateway.reader import (
+    READ_MEMORY_LIMIT,
+    ReadingRef,
+    Selection,
+    StoreLockedError,
+    StoreReader,
+)
 
 TOKEN_ENV = "ANCHORGATE_API_TOKEN"
 
@@ -227,7 +233,7 @@ def _memory_limit(_ctx: click.Context, _param: click.Parameter, value: str) -> s
 )
 @click.option(
     "--memory-limit",
-    default="256MB",
+    default=READ_MEMORY_LIMIT,
     show_default=True,
     callback=_memory_limit,
     help="DuckDB memory per process, e.g. 128MB or 1GB; the store's size does not matter.",
