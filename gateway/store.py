@@ -193,9 +193,7 @@ class Store:
             for step in range(version + 1, target + 1):
                 for statement in migrations[step]:
                     self._con.execute(statement)
-            self._con.execute(
-                "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(target).encode()]
-            )
+            self._put_meta("schema_version", str(target).encode())
 
     def schema_version(self) -> int:
         """0 for an empty file, else the version recorded in meta."""
@@ -236,7 +234,7 @@ class Store:
 
     def set_meta(self, key: str, value: bytes) -> None:
         with _converted(f"write meta {key}"):
-            self._con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, value])
+            self._put_meta(key, value)
 
     def claim(self, gateway_id: str, key_id: bytes) -> None:
         """Record which gateway and key write this store, or refuse if it is another's."""
@@ -335,7 +333,7 @@ class Store:
         self._recycle_if_due()
 
     def _put_meta(self, key: str, value: bytes) -> None:
-        """Set a meta entry inside the caller's transaction.
+        """Set a meta entry inside the caller's transaction (every meta write comes here).
 
         An UPDATE of the existing row: INSERT OR REPLACE on the primary key costs DuckDB
         about 2 ms of CPU more, once per batch for the chain head.
