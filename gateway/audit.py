@@ -325,6 +325,8 @@ def audit_file(
 ) -> AuditReport:
     """:func:`audit_store` on a store file, split by height over ``workers`` processes.
 
+    This process is one of them: it starts ``workers - 1`` more.
+
     Ranges hold at least ``min_span`` blocks (smaller ones cost more than they save).
     Each process's DuckDB keeps to ``memory_limit``, whatever the size of the store:
     without a limit DuckDB kept every page it read cached, about 930 MB per process on
@@ -334,7 +336,7 @@ def audit_file(
     Each process walks a range of blocks starting from the chain head stored with the
     block before it; the process of the previous range checks that stored head, so
     the ranges chain together exactly as one walk would. The checks of the store as a
-    whole run in this process meanwhile.
+    whole run in this process first, while the others start.
     """
     # Beside the workers, which fill the cores, a second DuckDB thread for the store-wide
     # checks only adds contention.
@@ -347,8 +349,21 @@ def audit_file(
         gateway_id = _gateway_id(reader)
         spans, total = _spans(reader, workers, min_span)
         done = 0
+        counted: set[int] = set()
+
+        def step(blocks: int) -> None:
+            nonlocal done
+            done += blocks
+            if progress is not None:
+                progress(done, total)
+
+        def count(index: int, part: AuditReport) -> None:
+            if index not in counted:
+                counted.add(index)
+                step(part.blocks)
+
         context = multiprocessing.get_context("spawn")  # no DuckDB state crosses a fork
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        with ProcessPoolExecutor(max_workers=workers - 1, mp_context=context) as pool:
             futures = [
                 pool.submit(
                     _walk_in_process, str(path), key.raw, gateway_id, span, window, memory_limit
@@ -356,15 +371,26 @@ def audit_file(
                 for span in spans
             ]
             report = store_checks(reader, key, trusted_head)
-            results = []
-            for future in futures:
-                part, head_bytes = future.result()
-                results.append(head_bytes)
-                report.extend(part)
-                done += part.blocks
-                if progress is not None:
-                    progress(done, total)
-        return _finish(reader, ChainHead.from_bytes(results[-1]), report)
+            # This process walks ranges too, taking each one the pool has not started
+            # yet, in order: the pool and this process share one queue of ranges, so they
+            # end close together, and one process fewer is started (about 0.5 s of CPU).
+            parts: dict[int, tuple[AuditReport, bytes]] = {}
+            for index, future in enumerate(futures):
+                if future.cancel():
+                    part = AuditReport()
+                    head = _walk(reader, key, gateway_id, spans[index], part, step, window)
+                    parts[index] = (part, head.to_bytes())
+                    counted.add(index)
+                for other, finished in enumerate(futures[:index]):
+                    if other not in parts and finished.done() and not finished.cancelled():
+                        count(other, finished.result()[0])
+            for index, future in enumerate(futures):
+                if index not in parts:
+                    parts[index] = future.result()
+                    count(index, parts[index][0])
+            for index in range(len(spans)):
+                report.extend(parts[index][0])
+        return _finish(reader, ChainHead.from_bytes(parts[len(spans) - 1][1]), report)
 
 
 def _resync(verifier: ChainVerifier, header_bytes: bytes, head_after: bytes) -> BlockHeader | None:

@@ -174,3 +174,23 @@ def test_the_reader_keeps_to_its_memory_limit(made: Made) -> None:
     assert limit is not None
     assert limit[0].endswith("MiB")
     assert float(limit[0][:-4]) < 100  # 100 MB is 95.3 MiB
+
+
+def test_the_parallel_audit_shares_its_ranges_and_counts_every_block(made: Made) -> None:
+    # This process walks ranges beside the pool's; whoever walks a range, every block is
+    # counted once, progress only goes up, and the report is the single walk's.
+    edit(
+        made, "UPDATE readings SET celsius = celsius + 1 WHERE block_height = 3 AND leaf_index = 1"
+    )
+    key = PublicKey.load(made.public_key_path)
+    with StoreReader.open(made.path) as reader:
+        alone = audit_store(reader, key)
+    seen: list[tuple[int, int]] = []
+    split = audit_file(made.path, key, workers=3, min_span=1, progress=lambda *p: seen.append(p))
+    assert (split.blocks, split.readings) == (alone.blocks, alone.readings)
+    assert split.blocks == made.blocks
+    assert split.problems == alone.problems
+    assert split.head_hash == alone.head_hash
+    done = [d for d, _ in seen]
+    assert done == sorted(done)
+    assert seen[-1] == (made.blocks, made.blocks)
