@@ -32,7 +32,8 @@ MAX_SEQ = 2**63 - 1
 # An unknown key like this names itself in a reject; any other is quoted, shortened.
 _PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,31}")
 _COMMON_FIELDS = frozenset({"device_id", "seq", "ts", "asset_id"})
-_FIELDS: dict[str, frozenset[str]] = {
+# The fields a payload of each kind may have; any other is refused.
+KIND_FIELDS: dict[str, frozenset[str]] = {
     "temperature": _COMMON_FIELDS | {"celsius"},
     "location": _COMMON_FIELDS | {"lat", "lon", "alt_m", "speed_mps", "accuracy_m"},
 }
@@ -246,8 +247,8 @@ class Decoder:
                 )
             payload = signed.reading
         document, _fmt = parse_payload(payload, limits.max_depth, limits.max_container_items)
-        if not document.keys() <= _FIELDS[kind]:
-            unknown = sorted(set(document) - _FIELDS[kind])
+        if not document.keys() <= KIND_FIELDS[kind]:
+            unknown = sorted(set(document) - KIND_FIELDS[kind])
             name = unknown[0]
             if _PLAIN_NAME.fullmatch(name) is None:  # the sender chose it: quote a short piece
                 raise DecodeError("payload", f"{name[:40]!r} is not a field of a {kind} reading")
