@@ -229,7 +229,7 @@ def _memory_limit(_ctx: click.Context, _param: click.Parameter, value: str) -> s
     type=click.IntRange(1, 64),
     default=os.cpu_count() or 1,
     show_default="the number of CPUs",
-    help="Processes that check ranges of blocks side by side.",
+    help="Processes that check ranges of blocks side by side (this one and N-1 more).",
 )
 @click.option(
     "--memory-limit",
