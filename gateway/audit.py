@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +40,7 @@ from typing import Any
 
 from gateway.audit_global import key_history, repeated_leaves, store_checks, times_apart
 from gateway.audit_rows import BLOCK_SQL, AuditReport, check_batch, check_block_columns
-from gateway.audit_sql import Untidy, block_groups, stream_groups
+from gateway.audit_sql import Readings, Untidy, block_groups, stream_groups, windows
 from gateway.errors import StoreMismatchError
 from gateway.reader import READ_MEMORY_LIMIT, StoreReader
 from ledger import (
@@ -60,60 +60,6 @@ WINDOW_READINGS = 1 << 16
 # one instead of being returned to the system and faulted in again: with 65,536 the
 # kernel's page faults took about 15% of the audit's CPU, with 8,192 about 7%.
 BATCH_READINGS = 1 << 13
-
-
-def _windows(
-    blocks: Iterator[tuple[Any, ...]], bounds: list[int], window: int
-) -> Iterator[tuple[list[tuple[Any, ...]], int, int]]:
-    """Block rows in groups of about ``window`` readings, each with its heights [low, high).
-
-    The height ranges cover ``bounds`` exactly, one after the other, so every reading in
-    bounds, even one whose block does not exist, is in exactly one window; blocks of one
-    height are never split.
-    """
-    low, readings = bounds[0], 0
-    group: list[tuple[Any, ...]] = []
-    for row in blocks:
-        height = int(row[0])
-        if readings >= window and height != int(group[-1][0]):
-            yield group, low, height
-            low, group, readings = height, [], 0
-        group.append(row)
-        readings += min(max(int(row[4]), 1), window)  # the leaf_count column, unchecked yet
-    yield group, low, bounds[1]
-
-
-class _Readings:
-    """One window's per-block readings groups, with one group of look-ahead."""
-
-    def __init__(self, groups: Iterator[tuple[Any, ...]]) -> None:
-        self._groups = groups
-        self._next: tuple[Any, ...] | None = next(groups, None)
-
-    def take(self, height: int, report: AuditReport) -> tuple[Any, ...] | None:
-        """The group of block ``height``; groups of lower, missing blocks are reported."""
-        while self._next is not None and self._next[0] < height:
-            self._orphans(self._next, report)
-            self._next = next(self._groups, None)
-        if self._next is not None and self._next[0] == height:
-            group, self._next = self._next, next(self._groups, None)
-            return group
-        return None
-
-    def rest(self, report: AuditReport) -> None:
-        while self._next is not None:
-            self._orphans(self._next, report)
-            self._next = next(self._groups, None)
-
-    @staticmethod
-    def _orphans(group: tuple[Any, ...], report: AuditReport) -> None:
-        height, count = group[0], group[1]
-        report.add(
-            "readings",
-            f"{count} reading(s) of block {height}",
-            height,
-            f"their block {height} does not exist in the blocks table",
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +105,7 @@ def _walk(
     verifier = ChainVerifier(keys, gateway_id, start, revoked)
     try:
         batch = min(window, BATCH_READINGS)
-        readings = _Readings(stream_groups(reader, bounds[0], bounds[1], batch))
+        readings = Readings(stream_groups(reader, bounds[0], bounds[1], batch))
         for row in reader.stream(BLOCK_SQL, bounds):
             _walk_block(verifier, reader, row, readings, walked)
             if progress is not None:
@@ -172,8 +118,8 @@ def _walk(
         report.extend(walked)
         return verifier.head
     verifier = ChainVerifier(keys, gateway_id, start, revoked)
-    for blocks, low, high in _windows(reader.stream(BLOCK_SQL, bounds), bounds, window):
-        readings = _Readings(iter(block_groups(reader, low, high)))
+    for blocks, low, high in windows(reader.stream(BLOCK_SQL, bounds), bounds, window):
+        readings = Readings(iter(block_groups(reader, low, high)))
         for row in blocks:
             _walk_block(verifier, reader, row, readings, report)
             if progress is not None:
@@ -186,7 +132,7 @@ def _walk_block(
     verifier: ChainVerifier,
     reader: StoreReader,
     row: tuple[Any, ...],
-    readings: _Readings,
+    readings: Readings,
     report: AuditReport,
 ) -> None:
     """Check one block row against the chain, and its readings against it."""

@@ -1,8 +1,11 @@
 """The SQL the audit reads readings with, one window of heights at a time.
 
 :data:`READING_SQL` gives one row per reading with ``row_ok``, which DuckDB computes in
-C++; :func:`block_groups` turns a window of those rows into one row per block, the
-shape of :data:`BLOCK_READINGS_SQL`, for :func:`gateway.audit_rows.check_batch`.
+C++; :func:`stream_groups` (one query per range, in Arrow batches) and
+:func:`block_groups` (one window of heights) turn those rows into one row per block, the
+shape of :data:`BLOCK_READINGS_SQL`, for :func:`gateway.audit_rows.check_batch`;
+:class:`Readings` hands the walk each block's group in height order, and
+:func:`windows` cuts the blocks into the windows of the grouped path.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from gateway.audit_rows import AuditReport
 from gateway.decode import KIND_FIELDS
 from gateway.reader import StoreReader
 from gateway.readings import KINDS
@@ -239,3 +243,57 @@ def cut_groups(table: pa.Table) -> list[tuple[Any, ...]] | None:
             zip(pc.take(heights, starts).to_pylist(), starts, ends, strict=True)
         )
     ]
+
+
+def windows(
+    blocks: Iterator[tuple[Any, ...]], bounds: list[int], window: int
+) -> Iterator[tuple[list[tuple[Any, ...]], int, int]]:
+    """Block rows in groups of about ``window`` readings, each with its heights [low, high).
+
+    The height ranges cover ``bounds`` exactly, one after the other, so every reading in
+    bounds, even one whose block does not exist, is in exactly one window; blocks of one
+    height are never split.
+    """
+    low, readings = bounds[0], 0
+    group: list[tuple[Any, ...]] = []
+    for row in blocks:
+        height = int(row[0])
+        if readings >= window and height != int(group[-1][0]):
+            yield group, low, height
+            low, group, readings = height, [], 0
+        group.append(row)
+        readings += min(max(int(row[4]), 1), window)  # the leaf_count column, unchecked yet
+    yield group, low, bounds[1]
+
+
+class Readings:
+    """A range's or window's per-block reading groups, in height order, one looked ahead."""
+
+    def __init__(self, groups: Iterator[tuple[Any, ...]]) -> None:
+        self._groups = groups
+        self._next: tuple[Any, ...] | None = next(groups, None)
+
+    def take(self, height: int, report: AuditReport) -> tuple[Any, ...] | None:
+        """The group of block ``height``; groups of lower, missing blocks are reported."""
+        while self._next is not None and self._next[0] < height:
+            self._orphans(self._next, report)
+            self._next = next(self._groups, None)
+        if self._next is not None and self._next[0] == height:
+            group, self._next = self._next, next(self._groups, None)
+            return group
+        return None
+
+    def rest(self, report: AuditReport) -> None:
+        while self._next is not None:
+            self._orphans(self._next, report)
+            self._next = next(self._groups, None)
+
+    @staticmethod
+    def _orphans(group: tuple[Any, ...], report: AuditReport) -> None:
+        height, count = group[0], group[1]
+        report.add(
+            "readings",
+            f"{count} reading(s) of block {height}",
+            height,
+            f"their block {height} does not exist in the blocks table",
+        )
