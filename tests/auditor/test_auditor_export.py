@@ -100,3 +100,19 @@ def test_export_from_an_empty_store(tmp_path: Path) -> None:
         pytest.raises(ExportError, match="no blocks yet"),
     ):
         export_bundle(reader, Selection(device_id="x"))
+
+
+@pytest.mark.parametrize("leaves_per_query", [1, 7, 15, 1 << 16])
+def test_paths_are_the_same_whatever_the_blocks_per_query(
+    made: Made, monkeypatch: pytest.MonkeyPatch, leaves_per_query: int
+) -> None:
+    # The audit paths are read a run of blocks per query (so that a device's day on a
+    # big store fits the running gateway's DuckDB memory); runs of one block, of two
+    # (seven leaves each), of a block and a half, or all in one query give one bundle.
+    import gateway.proofs
+
+    whole = export(made, Selection(asset_id="SHIP-1"))
+    monkeypatch.setattr(gateway.proofs, "PATH_QUERY_LEAVES", leaves_per_query)
+    runs = export(made, Selection(asset_id="SHIP-1"))
+    assert runs == whole
+    assert verified(made, runs)["count"] == 4 * made.blocks
