@@ -41,7 +41,7 @@ import duckdb
 
 from gateway.anchor import Accepted, Anchorer
 from gateway.audit import BATCH_READINGS, audit_file, audit_store
-from gateway.config import LimitsSection
+from gateway.config import LimitsSection, StoreSection
 from gateway.decode import Decoder
 from gateway.proofs import export_bundle
 from gateway.reader import ReadingRef, Selection, StoreReader
@@ -186,7 +186,11 @@ def audit_rounds(path: Path, rounds: int) -> dict[str, float]:
 
 
 def exports(path: Path, key: PublicKey) -> None:
-    """Export and verify one reading and one device's day; audit in one process."""
+    """Export and verify one reading and one device's day; audit in one process.
+
+    The day is exported twice: by a reader of its own, and within the running gateway's
+    DuckDB memory (the read API's case).
+    """
     with StoreReader.open(path) as reader:
         one, seconds = timed(
             lambda: export_bundle(reader, Selection(reading_ids=(ReadingRef(0, 7),)))
@@ -208,7 +212,19 @@ def exports(path: Path, key: PublicKey) -> None:
         report, seconds = timed(lambda: verify_bundle(data, key))
         assert report.valid, report.failure
         print(f"verify it: {seconds:.2f} s")
-
+    # The read API exports inside the running gateway, whose DuckDB keeps to the store's
+    # memory_limit (24MB by default) on one thread.
+    gateway_store = StoreSection()
+    with StoreReader.open(
+        path, threads=gateway_store.threads, memory_limit=gateway_store.memory_limit
+    ) as reader:
+        within, seconds = timed(lambda: export_bundle(reader, day))
+        print(
+            f"export the same day within the gateway's DuckDB memory "
+            f"({gateway_store.memory_limit}, {gateway_store.threads} thread): "
+            f"{within.readings} readings in {seconds:.2f} s"
+        )
+    with StoreReader.open(path) as reader:
         audit, audit_s = timed(lambda: audit_store(reader, key))
         assert audit.ok, audit.problems[:3]
         one_rate = audit.readings / audit_s
