@@ -194,3 +194,22 @@ def test_the_parallel_audit_shares_its_ranges_and_counts_every_block(made: Made)
     done = [d for d, _ in seen]
     assert done == sorted(done)
     assert seen[-1] == (made.blocks, made.blocks)
+
+
+def test_a_parallel_audit_that_fails_leaves_no_process_behind(made: Made) -> None:
+    # An error in this process (here from the progress display; Ctrl-C is the same)
+    # surfaces as itself, and the pool is shut down. (That the ranges it had not
+    # started are dropped, not run first, shows only in time: bench-sized stores, 3.5 s
+    # from SIGINT to exit on 10M readings instead of 26 s.)
+    import multiprocessing
+
+    class Stop(Exception):
+        pass
+
+    def stop(done: int, total: int) -> None:
+        raise Stop
+
+    key = PublicKey.load(made.public_key_path)
+    with pytest.raises(Stop):
+        audit_file(made.path, key, workers=2, min_span=1, progress=stop)
+    assert multiprocessing.active_children() == []
