@@ -3,8 +3,8 @@
 The audit walks the blocks table in height order and, beside it, the readings table
 (one query per range of heights, read in Arrow batches of :data:`BATCH_READINGS`
 readings; if the rows do not lie in written order, one grouped query per window of
-:data:`WINDOW_READINGS` readings), so memory stays bounded whatever the size of the store, and
-checks:
+:data:`WINDOW_READINGS` readings), so memory stays bounded whatever the size of the
+store, and checks:
 
 - every header against the chain (signature, height, previous hash, block log root,
   time order: ``ledger.ChainVerifier``), following key rotations from the trusted
@@ -301,8 +301,8 @@ def audit_file(
                 report = store_checks(reader, key, trusted_head)
                 parts = job.share(spans, futures, _Progress(progress, total))
             except BaseException:
-                # Interrupted, or a range failed: the ranges not started are dropped, not
-                # run: this waits only for the ranges under way.
+                # Interrupted, or a range failed. The ranges not started yet are dropped,
+                # not run; only the ranges under way are waited for.
                 pool.shutdown(cancel_futures=True)
                 raise
         for part, _ in parts:
@@ -311,7 +311,7 @@ def audit_file(
 
 
 class _Progress:
-    """Blocks checked so far, whichever process checked them, each range counted once."""
+    """Blocks checked so far: this process's one by one, the pool's a range at a time."""
 
     def __init__(self, progress: Callable[[int, int], None] | None, total: int) -> None:
         self._progress, self._total = progress, total
@@ -323,12 +323,11 @@ class _Progress:
         if self._progress is not None:
             self._progress(self._done, self._total)
 
-    def range_done(self, index: int, blocks: int, *, stepped: bool = False) -> None:
-        """Range ``index`` is checked; ``stepped``: its blocks were counted one by one."""
+    def pool_range_done(self, index: int, blocks: int) -> None:
+        """The pool's range ``index`` is checked (counted the first time it is seen)."""
         if index not in self._counted:
             self._counted.add(index)
-            if not stepped:
-                self.step(blocks)
+            self.step(blocks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -372,14 +371,13 @@ class _Job:
                     self.window,
                 )
                 parts[index] = (part, head.to_bytes())
-                progress.range_done(index, part.blocks, stepped=True)
             for other, finished in enumerate(futures[:index]):
                 if other not in parts and finished.done():
-                    progress.range_done(other, finished.result()[0].blocks)
+                    progress.pool_range_done(other, finished.result()[0].blocks)
         for index, future in enumerate(futures):
             if index not in parts:
                 parts[index] = future.result()
-                progress.range_done(index, parts[index][0].blocks)
+                progress.pool_range_done(index, parts[index][0].blocks)
         return [parts[index] for index in range(len(spans))]
 
 
