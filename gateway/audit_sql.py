@@ -1,4 +1,4 @@
-"""The SQL the audit reads readings with, one window of heights at a time.
+"""The SQL the audit reads readings with, a range or a window of heights at a time.
 
 :data:`READING_SQL` gives one row per reading with ``row_ok``, which DuckDB computes in
 C++; :func:`stream_groups` (one query per range, in Arrow batches) and
