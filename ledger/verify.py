@@ -4,7 +4,9 @@ Sizes and indexes are always checked against what is signed: a claimed ``batch_s
 must equal the header's ``leaf_count`` and a claimed ``log_size`` the head's height.
 :func:`verify_bundle` never raises on hostile input: it returns a
 :class:`VerificationReport` listing every check made and the first that failed.
-The bundle's JSON is read strictly by :mod:`ledger.bundle_json`.
+The bundle's JSON is read strictly by :mod:`ledger.bundle_json`; the signed headers
+(signatures, rotations, block log, head extension) are checked by
+:mod:`ledger.verify_headers`.
 
 Key rotation (``anchorgate-proof/2``): the trusted key is the gateway's original key;
 the bundle's ``rotations`` lead from it to the key of every later header. Each header
@@ -14,13 +16,12 @@ any other ``unknown-key``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from ledger.bundle import BUNDLE_FORMATS, ROTATION_BUNDLE_FORMAT
 from ledger.bundle_json import (
-    MAX_PROOF_HASHES,
     Check,
     CheckFailed,
     get,
@@ -31,7 +32,7 @@ from ledger.bundle_json import (
     require,
 )
 from ledger.envelope import Envelope
-from ledger.errors import ChainError, FormatError, LedgerError, ProofError, SignatureError
+from ledger.errors import LedgerError, ProofError
 from ledger.header import BlockHeader, block_hash
 from ledger.keys import PublicKey
 from ledger.keyschedule import KeySchedule
@@ -39,10 +40,14 @@ from ledger.merkle import (
     hash_leaf,
     inclusion_path_length,
     root_from_inclusion_proof,
-    verify_consistency,
 )
-
-_T = TypeVar("_T")
+from ledger.verify_headers import (
+    in_log,
+    scheduled,
+    signed_header,
+    verify_extension,
+    verify_rotations,
+)
 
 MAX_READINGS = 1_000_000
 MAX_BLOCKS = 1_000_000  # each entry of "blocks" holds at least one reading when honest
@@ -78,37 +83,6 @@ class VerificationReport:
     @property
     def valid(self) -> bool:
         return bool(self.checks) and self.failure is None
-
-
-def _scheduled(where: str, step: Callable[..., _T], *args: Any) -> _T:
-    """Run a key schedule step; its ChainError becomes the failed check it names."""
-    try:
-        return step(*args)
-    except ChainError as exc:
-        raise CheckFailed(exc.reason, where, f"{where}: {exc}") from None
-
-
-def _signed_header(
-    entry: Mapping[str, Any], where: str, keys: KeySchedule, gateway_id: str
-) -> tuple[BlockHeader, bytes]:
-    header_bytes = get_bytes(entry, "header", where)
-    signature = get_bytes(entry, "signature", where)
-    try:
-        header = BlockHeader.from_bytes(header_bytes)
-    except FormatError as exc:
-        raise CheckFailed("format", where, f"{where}: {exc}") from None
-    key = _scheduled(where, keys.key_for, header)
-    require(
-        header.gateway_id == gateway_id,
-        "gateway",
-        where,
-        f"{where} is from gateway {header.gateway_id!r}, the bundle is for {gateway_id!r}",
-    )
-    try:
-        key.verify(signature, header_bytes)
-    except SignatureError as exc:
-        raise CheckFailed("signature", where, f"{where}: {exc}") from None
-    return header, header_bytes
 
 
 def verify_bundle(
@@ -163,9 +137,9 @@ def _verify(
     keys = KeySchedule(key, fmt == ROTATION_BUNDLE_FORMAT)
     rotations: list[tuple[Mapping[str, Any], BlockHeader, bytes]] = []
     if keys.rotating:
-        rotations = _verify_rotations(bundle, keys, gateway_id, report)
+        rotations = verify_rotations(bundle, keys, gateway_id)
     head_entry = get(bundle, "head", dict, "bundle")
-    head, head_bytes = _signed_header(head_entry, "head", keys, gateway_id)
+    head, head_bytes = signed_header(head_entry, "head", keys, gateway_id)
     require(
         get_int(head_entry, "height", "head") == head.height,
         "format",
@@ -175,7 +149,7 @@ def _verify(
     report.head, report.head_hash = head, block_hash(head_bytes)
     checks.append(Check("signature", True, f"head block {head.height}", "head signature valid"))
     for entry, header, header_bytes in rotations:
-        _in_log(entry, header, header_bytes, head, f"rotations[{len(report.rotations)}]")
+        in_log(entry, header, header_bytes, head, f"rotations[{len(report.rotations)}]")
         report.rotations.append(header)
         checks.append(
             Check(
@@ -188,7 +162,7 @@ def _verify(
         )
     if "extends" in bundle:
         extends = get(bundle, "extends", dict, "bundle")
-        report.extends = _verify_extension(extends, head, keys, gateway_id)
+        report.extends = verify_extension(extends, head, keys, gateway_id)
         checks.append(
             Check(
                 "head-extension",
@@ -221,7 +195,7 @@ def _verify(
     for i, entry in enumerate(block_entries):
         where = f"blocks[{i}]"
         require(type(entry) is dict, "format", where, f"{where} is not an object")
-        header, header_bytes = _signed_header(entry, where, keys, gateway_id)
+        header, header_bytes = signed_header(entry, where, keys, gateway_id)
         subject = f"block {header.height}"
         require(
             get_int(entry, "height", where) == header.height,
@@ -230,8 +204,8 @@ def _verify(
             f"{where}: claimed height differs from the signed header",
         )
         require(header.height not in blocks, "format", subject, f"{subject} appears twice")
-        _in_log(entry, header, header_bytes, head, where)
-        _scheduled(where, keys.check_listed, header, header_bytes, head.height)
+        in_log(entry, header, header_bytes, head, where)
+        scheduled(where, keys.check_listed, header, header_bytes, head.height)
         blocks[header.height] = header
         checks.append(Check("block-in-chain", True, subject, f"signed, in chain at {head.height}"))
 
@@ -247,111 +221,6 @@ def _verify(
         where = f"readings[{i}]"
         require(type(entry) is dict, "format", where, f"{where} is not an object")
         report.readings.append(_verify_reading(entry, where, blocks, seen, checks))
-
-
-def _verify_rotations(
-    bundle: Mapping[str, Any], keys: KeySchedule, gateway_id: str, report: VerificationReport
-) -> list[tuple[Mapping[str, Any], BlockHeader, bytes]]:
-    """Follow ``rotations`` from the trusted key (their place in the chain comes later)."""
-    entries = get(bundle, "rotations", list, "bundle")
-    require(
-        len(entries) <= MAX_PROOF_HASHES,
-        "format",
-        "bundle",
-        f"bundle: more than {MAX_PROOF_HASHES} rotations",
-    )
-    found = []
-    for i, entry in enumerate(entries):
-        where = f"rotations[{i}]"
-        require(type(entry) is dict, "format", where, f"{where} is not an object")
-        header, header_bytes = _signed_header(entry, where, keys, gateway_id)
-        require(
-            get_int(entry, "height", where) == header.height,
-            "format",
-            where,
-            f"{where}: claimed height differs from the signed header",
-        )
-        _scheduled(where, keys.add_rotation, header, header_bytes)
-        found.append((entry, header, header_bytes))
-    return found
-
-
-def _in_log(
-    entry: Mapping[str, Any],
-    header: BlockHeader,
-    header_bytes: bytes,
-    head: BlockHeader,
-    where: str,
-) -> None:
-    """A ``blocks`` or ``rotations`` entry: below the head, and in the head's block log."""
-    subject = f"block {header.height}"
-    require(
-        header.height < head.height,
-        "chain-truncated",
-        subject,
-        f"{subject} is not below the head (height {head.height}): the chain shown ends before it",
-    )
-    log_size = get_int(entry, "log_size", where)
-    require(
-        log_size == head.height,
-        "size-mismatch",
-        subject,
-        f"{where}: log_size {log_size} differs from the signed head height {head.height}",
-    )
-    try:
-        root = root_from_inclusion_proof(
-            hash_leaf(block_hash(header_bytes)),
-            header.height,
-            head.height,
-            get_hashes(entry, "log_proof", where),
-        )
-    except ProofError as exc:
-        raise CheckFailed("block-in-chain", subject, f"{subject}: {exc}") from None
-    require(
-        root == head.log_root,
-        "block-in-chain",
-        subject,
-        f"{subject} is not in the chain below head {head.height} (log proof fails)",
-    )
-
-
-def _verify_extension(
-    entry: Mapping[str, Any], head: BlockHeader, keys: KeySchedule, gateway_id: str
-) -> bytes:
-    """Check an ``extends`` entry; return the older head's block hash."""
-    old, old_bytes = _signed_header(entry, "extends", keys, gateway_id)
-    subject = f"older head block {old.height}"
-    require(
-        get_int(entry, "height", "extends") == old.height,
-        "format",
-        subject,
-        "extends: claimed height differs from the signed header",
-    )
-    require(
-        old.height < head.height,
-        "head-extension",
-        subject,
-        f"{subject} is not older than the head (height {head.height})",
-    )
-    old_hash = block_hash(old_bytes)
-    log_proof = get_hashes(entry, "log_proof", "extends")
-    consistency = get_hashes(entry, "consistency", "extends")
-    try:
-        root = root_from_inclusion_proof(hash_leaf(old_hash), old.height, head.height, log_proof)
-        require(
-            root == head.log_root,
-            "head-extension",
-            subject,
-            f"{subject} is not in the chain below head {head.height} (log proof fails)",
-        )
-        if old.height:
-            verify_consistency(old.height, head.height, old.log_root, head.log_root, consistency)
-        else:
-            require(not consistency, "head-extension", subject, "proof from height 0 not empty")
-    except ProofError as exc:
-        raise CheckFailed("head-extension", subject, f"{subject}: {exc}") from None
-    _scheduled("extends", keys.check_listed, old, old_bytes, head.height)
-    return old_hash
 
 
 def _verify_reading(
