@@ -75,14 +75,17 @@ def get_bytes(obj: Mapping[str, Any], key: str, where: str) -> bytes:
     return data
 
 
-def get_hashes(obj: Mapping[str, Any], key: str, where: str) -> list[bytes]:
+def get_list(obj: Mapping[str, Any], key: str, where: str, most: int, least: int = 0) -> list[Any]:
+    """The list ``obj[key]``, of ``least`` to ``most`` items (a hostile bundle's are not)."""
     items: list[Any] = get(obj, key, list, where)
-    require(
-        len(items) <= MAX_PROOF_HASHES,
-        "format",
-        where,
-        f"{where}: field {key!r} has {len(items)} hashes, more than {MAX_PROOF_HASHES}",
-    )
+    count, field = len(items), f"{where}: field {key!r} has {len(items)}"
+    require(count <= most, "format", where, f"{field}, more than {most}")
+    require(count >= least, "format", where, f"{field}, fewer than {least}")
+    return items
+
+
+def get_hashes(obj: Mapping[str, Any], key: str, where: str) -> list[bytes]:
+    items = get_list(obj, key, where, MAX_PROOF_HASHES)
     hashes = [get_bytes({key: item}, key, where) for item in items]
     require(
         all(len(h) == HASH_SIZE for h in hashes),

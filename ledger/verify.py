@@ -28,6 +28,7 @@ from ledger.bundle_json import (
     get_bytes,
     get_hashes,
     get_int,
+    get_list,
     parse_bundle,
     require,
 )
@@ -185,13 +186,7 @@ def _verify(
             checks.append(Check("trusted-head", True, "head", "head extends the trusted head"))
 
     blocks = {head.height: head}
-    block_entries = get(bundle, "blocks", list, "bundle")
-    require(
-        len(block_entries) <= MAX_BLOCKS,
-        "format",
-        "bundle",
-        f"bundle lists {len(block_entries)} blocks, more than {MAX_BLOCKS}",
-    )
+    block_entries = get_list(bundle, "blocks", "bundle", MAX_BLOCKS)
     for i, entry in enumerate(block_entries):
         where = f"blocks[{i}]"
         require(type(entry) is dict, "format", where, f"{where} is not an object")
@@ -209,13 +204,7 @@ def _verify(
         blocks[header.height] = header
         checks.append(Check("block-in-chain", True, subject, f"signed, in chain at {head.height}"))
 
-    entries = get(bundle, "readings", list, "bundle")
-    require(
-        0 < len(entries) <= MAX_READINGS,
-        "format",
-        "bundle",
-        f"bundle must disclose 1 to {MAX_READINGS} readings, it has {len(entries)}",
-    )
+    entries = get_list(bundle, "readings", "bundle", MAX_READINGS, least=1)
     seen: set[tuple[int, int]] = set()
     for i, entry in enumerate(entries):
         where = f"readings[{i}]"

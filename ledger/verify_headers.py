@@ -15,10 +15,10 @@ from typing import Any, TypeVar
 from ledger.bundle_json import (
     MAX_PROOF_HASHES,
     CheckFailed,
-    get,
     get_bytes,
     get_hashes,
     get_int,
+    get_list,
     require,
 )
 from ledger.errors import ChainError, FormatError, ProofError, SignatureError
@@ -64,13 +64,7 @@ def verify_rotations(
     bundle: Mapping[str, Any], keys: KeySchedule, gateway_id: str
 ) -> list[tuple[Mapping[str, Any], BlockHeader, bytes]]:
     """Follow ``rotations`` from the trusted key (their place in the chain comes later)."""
-    entries = get(bundle, "rotations", list, "bundle")
-    require(
-        len(entries) <= MAX_PROOF_HASHES,
-        "format",
-        "bundle",
-        f"bundle: more than {MAX_PROOF_HASHES} rotations",
-    )
+    entries = get_list(bundle, "rotations", "bundle", MAX_PROOF_HASHES)
     found = []
     for i, entry in enumerate(entries):
         where = f"rotations[{i}]"
