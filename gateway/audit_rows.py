@@ -40,7 +40,8 @@ _FULL_SQL = (
     "ORDER BY leaf_index"
 )
 
-_PAYLOAD_FLOATS = ("celsius", "lat", "lon", "alt_m", "speed_mps", "accuracy_m")
+# The payload fields that are DOUBLE columns, in the readings table's order.
+PAYLOAD_FLOATS = ("celsius", "lat", "lon", "alt_m", "speed_mps", "accuracy_m")
 _json_decode = json.JSONDecoder().decode
 
 
@@ -146,7 +147,7 @@ def _consistent(row: tuple[Any, ...]) -> bool:
 def _check_reading(row: tuple[Any, ...], report: AuditReport) -> bytes | None:
     """Check one reading row against its envelope; return its stored leaf hash."""
     (height, index, kind, device_id, seq, ts_ms, received_ns, topic, asset_id) = row[:9]
-    floats = dict(zip(_PAYLOAD_FLOATS, row[9:15], strict=True))
+    floats = dict(zip(PAYLOAD_FLOATS, row[9:15], strict=True))
     salt, envelope_bytes, leaf = (bytes(v) for v in row[15:18])
     # Diagnose: which of the things the fast path checks is wrong?
     where = f"reading {height}:{index}"
@@ -175,7 +176,7 @@ def _check_reading(row: tuple[Any, ...], report: AuditReport) -> bytes | None:
         "seq": payload.get("seq"),
         "ts_ms": payload.get("ts"),
         "asset_id": payload.get("asset_id"),
-        **{name: payload.get(name) for name in _PAYLOAD_FLOATS},
+        **{name: payload.get(name) for name in PAYLOAD_FLOATS},
     }
     stored_columns: dict[str, Any] = {
         "device_id": device_id,

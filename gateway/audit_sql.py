@@ -19,7 +19,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from gateway.audit_rows import AuditReport
+from gateway.audit_rows import PAYLOAD_FLOATS, AuditReport
 from gateway.decode import KIND_FIELDS
 from gateway.reader import StoreReader
 from gateway.readings import KINDS
@@ -73,7 +73,7 @@ _JSON_TYPES = {
     "seq": "BIGINT",
     "ts": "BIGINT",
     "asset_id": "VARCHAR",
-    **dict.fromkeys(("celsius", "lat", "lon", "alt_m", "speed_mps", "accuracy_m"), "DOUBLE"),
+    **dict.fromkeys(PAYLOAD_FLOATS, "DOUBLE"),
 }
 _COLUMN_OF = {"ts": "ts_ms"}  # payload field -> readings column, where the names differ
 
