@@ -29,6 +29,23 @@ KINDS: tuple[Kind, ...] = ("temperature", "location")
 PayloadFormat = Literal["json", "msgpack"]
 
 DEFAULT_TOPIC_TEMPLATE = "sensors/{device_id}/{kind}"
+# The order in which ``to_payload`` writes each kind's fields, absent ones left out. With
+# ``encode_payload``'s compact JSON this is the reference layout, which the audit
+# checks by comparing bytes instead of parsing (gateway.audit_sql).
+PAYLOAD_FIELDS: dict[Kind, tuple[str, ...]] = {
+    "temperature": ("device_id", "seq", "ts", "celsius", "asset_id"),
+    "location": (
+        "device_id",
+        "seq",
+        "ts",
+        "lat",
+        "lon",
+        "alt_m",
+        "speed_mps",
+        "accuracy_m",
+        "asset_id",
+    ),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,14 +61,7 @@ class TemperatureReading:
     kind: Kind = "temperature"
 
     def to_payload(self) -> dict[str, Any]:
-        payload: dict[str, Any] = {"device_id": self.device_id}
-        if self.seq is not None:
-            payload["seq"] = self.seq
-        payload["ts"] = self.ts
-        payload["celsius"] = self.celsius
-        if self.asset_id is not None:
-            payload["asset_id"] = self.asset_id
-        return payload
+        return _payload(self, PAYLOAD_FIELDS["temperature"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,20 +81,16 @@ class LocationReading:
     kind: Kind = "location"
 
     def to_payload(self) -> dict[str, Any]:
-        payload: dict[str, Any] = {"device_id": self.device_id}
-        if self.seq is not None:
-            payload["seq"] = self.seq
-        payload["ts"] = self.ts
-        payload["lat"] = self.lat
-        payload["lon"] = self.lon
-        for name in ("alt_m", "speed_mps", "accuracy_m", "asset_id"):
-            value = getattr(self, name)
-            if value is not None:
-                payload[name] = value
-        return payload
+        return _payload(self, PAYLOAD_FIELDS["location"])
 
 
 Reading = TemperatureReading | LocationReading
+
+
+def _payload(reading: Reading, fields: tuple[str, ...]) -> dict[str, Any]:
+    """The reading's fields in ``fields`` order, those that are None left out."""
+    values = ((name, getattr(reading, name)) for name in fields)
+    return {name: value for name, value in values if value is not None}
 
 
 def encode_payload(payload: dict[str, Any], fmt: PayloadFormat = "json") -> bytes:

@@ -15,6 +15,7 @@ import duckdb
 import pytest
 from auditor_store import Made, make_store
 
+from gateway import audit_sql
 from gateway.audit import audit_store
 from gateway.proofs import ExportError, export_bundle
 from gateway.reader import ReadingRef, Selection, StoreReader
@@ -214,6 +215,32 @@ def test_parallel_audit_finds_the_same(made: Made, edit: Edit) -> None:
     assert (split.blocks, split.readings) == (alone.blocks, alone.readings)
     assert set(split.problems) == set(alone.problems)
     assert split.head_hash == alone.head_hash
+
+
+@pytest.mark.parametrize("edit", [pytest.param(e, id=n) for n, e, _, _ in CASES])
+def test_both_reading_queries_find_the_same(
+    made: Made, edit: Edit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # This store's JSON payloads are in the reference layout, so the audit reads it with
+    # REFERENCE_READING_SQL; READING_SQL, for payloads in other layouts, must find the
+    # same problems.
+    con = duckdb.connect(str(made.path))
+    edit(con)
+    con.close()
+    key = PublicKey.load(made.public_key_path)
+    reports = []
+    for reference in (True, False):
+        monkeypatch.setattr(audit_sql, "reference_layout", lambda *_, r=reference: r)
+        with StoreReader.open(made.path) as reader:
+            reports.append(audit_store(reader, key))
+    assert reports[0].problems == reports[1].problems
+    assert (reports[0].blocks, reports[0].readings) == (reports[1].blocks, reports[1].readings)
+    assert not reports[0].ok
+
+
+def test_the_reference_layout_is_chosen_for_this_store(made: Made) -> None:
+    with StoreReader.open(made.path) as reader:
+        assert audit_sql.reference_layout(reader, 0, made.blocks)
 
 
 def test_truncated_tail_is_found_when_the_later_head_is_pinned(made: Made) -> None:
