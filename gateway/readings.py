@@ -46,6 +46,11 @@ PAYLOAD_FIELDS: dict[Kind, tuple[str, ...]] = {
         "asset_id",
     ),
 }
+# The fields a reading always has (never None), so that ``to_payload`` always writes them.
+ALWAYS_WRITTEN: dict[Kind, frozenset[str]] = {
+    "temperature": frozenset({"device_id", "ts", "celsius"}),
+    "location": frozenset({"device_id", "ts", "lat", "lon"}),
+}
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from gateway.audit_rows import _READING_COLUMNS, _consistent
 from gateway.audit_sql import READING_SQL, REFERENCE_READING_SQL, REFERENCE_SHARE_SQL
 from gateway.readings import (
+    ALWAYS_WRITTEN,
     KINDS,
     PAYLOAD_FIELDS,
     LocationReading,
@@ -251,6 +252,17 @@ def test_what_the_simulators_send_is_in_the_reference_layout(
         **floats,
     }
     assert _reference_share(store_path, row) == (1, 1)
+
+
+def test_always_written_fields_are_those_a_bare_reading_has() -> None:
+    # The renderer leaves a NULL column of these fields as a bare key (no JSON), so they
+    # must be the fields to_payload writes even when every optional one is None.
+    bare: list[TemperatureReading | LocationReading] = [
+        TemperatureReading("d", None, 1, 2.0),
+        LocationReading("d", None, 1, 2.0, 3.0),
+    ]
+    for reading in bare:
+        assert set(reading.to_payload()) == ALWAYS_WRITTEN[reading.kind]
 
 
 def test_another_layout_is_not_taken_for_the_reference_one(store_path: Path) -> None:
