@@ -134,6 +134,17 @@ def floor_arrow(path: Path) -> int:
     return count
 
 
+def warm(path: Path) -> None:
+    """Read the store file once, so that neither audit nor floor pays for a cold page cache.
+
+    Without it the first round's audit, which runs first, read the file from disk and
+    the floor after it from memory: its ratio came out 3-4 points lower than the others'.
+    """
+    with path.open("rb") as file:
+        while file.read(1 << 24):
+            pass
+
+
 def audit_rounds(path: Path, rounds: int) -> dict[str, float]:
     """Audit and floor, alternately; the figures of the median round by ratio.
 
@@ -142,6 +153,7 @@ def audit_rounds(path: Path, rounds: int) -> dict[str, float]:
     on a core of their own.
     """
     key = SigningKey.from_seed(SEED).public_key
+    warm(path)
     workers = os.cpu_count() or 1
     results = []
     for n in range(rounds):

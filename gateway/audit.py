@@ -40,7 +40,14 @@ from typing import Any
 
 from gateway.audit_global import key_history, repeated_leaves, store_checks, times_apart
 from gateway.audit_rows import BLOCK_SQL, AuditReport, check_batch, check_block_columns
-from gateway.audit_sql import Readings, Untidy, block_groups, stream_groups, windows
+from gateway.audit_sql import (
+    Readings,
+    Untidy,
+    block_groups,
+    reference_layout,
+    stream_groups,
+    windows,
+)
 from gateway.errors import StoreMismatchError
 from gateway.reader import READ_MEMORY_LIMIT, StoreReader
 from ledger import (
@@ -79,8 +86,12 @@ def _walk(
     report: AuditReport,
     progress: Callable[[int], None] | None = None,
     window: int = WINDOW_READINGS,
+    reference: bool = False,
 ) -> ChainHead:
-    """Audit the blocks and readings of one range; return the chain head after it."""
+    """Audit the blocks and readings of one range; return the chain head after it.
+
+    ``reference``: most payloads are in the reference layout (:func:`reference_layout`).
+    """
     start = ChainHead.genesis()
     if span.head is not None:
         try:
@@ -105,7 +116,7 @@ def _walk(
     verifier = ChainVerifier(keys, gateway_id, start, revoked)
     try:
         batch = min(window, BATCH_READINGS)
-        readings = Readings(stream_groups(reader, bounds[0], bounds[1], batch))
+        readings = Readings(stream_groups(reader, bounds[0], bounds[1], batch, reference))
         for row in reader.stream(BLOCK_SQL, bounds):
             _walk_block(verifier, reader, row, readings, walked)
             if progress is not None:
@@ -196,7 +207,10 @@ def audit_store(
         if progress is not None:
             progress(done, total)
 
-    head = _walk(reader, key, _gateway_id(reader), _Range(None, None, None), report, step, window)
+    span = _Range(None, None, None)
+    head = _walk(
+        reader, key, _gateway_id(reader), span, report, step, window, reference_layout(reader)
+    )
     return _finish(reader, head, report)
 
 
@@ -212,6 +226,7 @@ def _walk_in_process(
     span: _Range,
     window: int,
     memory_limit: str,
+    reference: bool,
 ) -> tuple[AuditReport, bytes]:
     # Runs in a worker process.
     reader = _worker_stores.get(path)
@@ -219,7 +234,9 @@ def _walk_in_process(
         reader = StoreReader.open(Path(path), threads=1, memory_limit=memory_limit)
         _worker_stores[path] = reader
     report = AuditReport()
-    head = _walk(reader, PublicKey(key_raw), gateway_id, span, report, window=window)
+    head = _walk(
+        reader, PublicKey(key_raw), gateway_id, span, report, window=window, reference=reference
+    )
     return report, head.to_bytes()
 
 
@@ -293,7 +310,15 @@ def audit_file(
                 reader, key, trusted_head=trusted_head, progress=progress, window=window
             )
         spans, total = _spans(reader, workers, min_span)
-        job = _Job(reader, key, _gateway_id(reader), str(path), window, memory_limit)
+        job = _Job(
+            reader,
+            key,
+            _gateway_id(reader),
+            str(path),
+            window,
+            memory_limit,
+            reference_layout(reader),
+        )
         context = multiprocessing.get_context("spawn")  # no DuckDB state crosses a fork
         with ProcessPoolExecutor(max_workers=workers - 1, mp_context=context) as pool:
             try:
@@ -340,10 +365,19 @@ class _Job:
     path: str
     window: int
     memory_limit: str
+    reference: bool  # most payloads are in the reference layout
 
-    def args(self, span: _Range) -> tuple[str, bytes, str | None, _Range, int, str]:
+    def args(self, span: _Range) -> tuple[str, bytes, str | None, _Range, int, str, bool]:
         """The arguments of :func:`_walk_in_process` for ``span``."""
-        return (self.path, self.key.raw, self.gateway_id, span, self.window, self.memory_limit)
+        return (
+            self.path,
+            self.key.raw,
+            self.gateway_id,
+            span,
+            self.window,
+            self.memory_limit,
+            self.reference,
+        )
 
     def share(
         self,
@@ -369,6 +403,7 @@ class _Job:
                     part,
                     progress.step,
                     self.window,
+                    self.reference,
                 )
                 parts[index] = (part, head.to_bytes())
             for other, finished in enumerate(futures[:index]):

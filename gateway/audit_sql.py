@@ -161,6 +161,8 @@ def _prefixed(source: str, reference: bool) -> str:
 
 
 _RANGE = "readings WHERE block_height >= ? AND block_height < ?"
+# The envelope is exactly the one its columns make with the payload rendered from them.
+_AS_RENDERED = f"envelope = prefix || {_bin_header('octet_length(rendered)')} || rendered"
 
 
 def _reading_sql(reference: bool) -> str:
@@ -172,8 +174,7 @@ def _reading_sql(reference: bool) -> str:
 
     fast = (
         f""", f AS (
-    SELECT *, coalesce(envelope = prefix || {_bin_header("octet_length(rendered)")}
-        || rendered, false) AS fast
+    SELECT *, coalesce({_AS_RENDERED}, false) AS fast
     FROM p
 )"""
         if reference
@@ -213,18 +214,48 @@ FROM u
 
 READING_SQL = _reading_sql(reference=False)
 # The same rows and row_ok, faster when most payloads are in the reference layout and
-# slower (about 0.3 us per row) when they are not: chosen per range by
-# :data:`REFERENCE_SHARE_SQL`.
+# slower (about 0.3 us per row) when they are not: chosen by :func:`reference_layout`.
 REFERENCE_READING_SQL = _reading_sql(reference=True)
-# Of the first REFERENCE_SAMPLE readings of a range, how many are in the reference
-# layout, and how many there are.
-REFERENCE_SAMPLE = 1000
-REFERENCE_SHARE_SQL = f"""
-WITH {_prefixed(f"(SELECT * FROM {_RANGE} LIMIT {REFERENCE_SAMPLE})", True)}
-SELECT count(*) FILTER (WHERE envelope = prefix || {_bin_header("octet_length(rendered)")}
-    || rendered), count(*)
-FROM p
-"""
+# The sample reference_layout judges by: up to this many readings of each of up to this
+# many blocks, spread over the heights.
+SAMPLE_READINGS = 100
+SAMPLE_BLOCKS = 10
+
+
+def reference_share(reader: StoreReader, heights: list[int]) -> tuple[int, int]:
+    """Of the first :data:`SAMPLE_READINGS` readings of each block of ``heights``, how
+    many are in the reference layout, and how many there are."""
+    listed = ", ".join(str(int(height)) for height in heights) or "NULL"
+    sample = (
+        f"(SELECT * FROM readings WHERE block_height IN ({listed}) "
+        f"AND leaf_index < {SAMPLE_READINGS})"
+    )
+    row = reader.one(
+        f"WITH {_prefixed(sample, True)} SELECT count(*) FILTER (WHERE {_AS_RENDERED}), "
+        "count(*) FROM p"
+    )
+    return (0, 0) if row is None else (int(row[0]), int(row[1]))
+
+
+def reference_layout(reader: StoreReader) -> bool:
+    """Whether most of the store's payloads seem to be in the reference layout.
+
+    :data:`REFERENCE_READING_SQL` pays from about 57% of its rows in that layout on
+    (0.65 us per row in it, 1.25 out of it, against 0.93 for every row with
+    :data:`READING_SQL`); this asks for 60% of a sample of :data:`SAMPLE_BLOCKS` blocks
+    from the first height to the last. Judged once for the whole store: the query is
+    planned once per range, and a sample per range would cost as much again.
+    """
+    row = reader.one("SELECT min(height), max(height) FROM blocks")
+    if row is None or row[0] is None:
+        return False
+    low, high = int(row[0]), int(row[1])
+    steps = SAMPLE_BLOCKS - 1
+    heights = sorted({low + (high - low) * step // steps for step in range(SAMPLE_BLOCKS)})
+    matched, sampled = reference_share(reader, heights)
+    return sampled > 0 and matched * 5 >= sampled * 3
+
+
 # One row per block, in height order: how many readings, whether their leaf indexes are
 # exactly 0..n-1, the leaf hashes in leaf order, and the indexes of the readings that
 # failed a check or that SQL was unsure of.
@@ -257,26 +288,15 @@ class Untidy(Exception):
     """The readings of a range do not lie in the file in the order the gateway wrote."""
 
 
-def reference_layout(reader: StoreReader, low: int, high: int) -> bool:
-    """Whether most payloads of the heights [low, high) seem to be in the reference layout.
-
-    Judged by the first :data:`REFERENCE_SAMPLE` readings: :data:`REFERENCE_READING_SQL`
-    pays from about 57% of its rows in that layout on (0.69 us per row in it, 1.25 out of
-    it, against 0.93 for every row with :data:`READING_SQL`); this asks for 60%.
-    """
-    row = reader.one(REFERENCE_SHARE_SQL, [low, high])
-    matched, sampled = (0, 0) if row is None else (int(row[0]), int(row[1]))
-    return sampled > 0 and matched * 5 >= sampled * 3
-
-
-def stream_groups(reader: StoreReader, low: int, high: int, rows: int) -> Iterator[tuple[Any, ...]]:
+def stream_groups(
+    reader: StoreReader, low: int, high: int, rows: int, reference: bool = False
+) -> Iterator[tuple[Any, ...]]:
     """The rows of :data:`BLOCK_READINGS_SQL` for the heights [low, high), from one query.
 
-    :data:`READING_SQL` (or :data:`REFERENCE_READING_SQL`, when most of a sample of the
-    range's payloads are in the reference layout: :func:`reference_layout`) is read in
-    Arrow batches of about ``rows`` rows (memory stays
-    bounded) and cut into blocks as :func:`cut_groups` does, the last block of a batch
-    held back until the next batch shows where it ends. One query for a whole range
+    :data:`READING_SQL` (with ``reference``, :data:`REFERENCE_READING_SQL`) is read in
+    Arrow batches of about ``rows`` rows (memory stays bounded) and cut into blocks as
+    :func:`cut_groups` does, the last block of a batch held back until the next batch
+    shows where it ends. One query for a whole range
     costs its planning once (about 0.1 us per reading less than a query per window).
     This needs the rows in written order everywhere in the range: raises
     :class:`Untidy` when they are not, possibly after yielding some groups, which
@@ -284,7 +304,7 @@ def stream_groups(reader: StoreReader, low: int, high: int, rows: int) -> Iterat
     """
     carry: pa.Table | None = None
     last: int | None = None  # height of the last group yielded
-    sql = REFERENCE_READING_SQL if reference_layout(reader, low, high) else READING_SQL
+    sql = REFERENCE_READING_SQL if reference else READING_SQL
     for batch in reader.batches(sql, [low, high], rows):
         table = pa.Table.from_batches([batch])
         if carry is not None:

@@ -23,7 +23,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.audit_rows import _READING_COLUMNS, _consistent
-from gateway.audit_sql import READING_SQL, REFERENCE_READING_SQL, REFERENCE_SHARE_SQL
+from gateway.audit_sql import READING_SQL, REFERENCE_READING_SQL, reference_share
+from gateway.reader import StoreReader
 from gateway.readings import (
     ALWAYS_WRITTEN,
     KINDS,
@@ -195,11 +196,9 @@ def _reference_share(path: Path, row: dict[str, Any]) -> tuple[int, int]:
     con = duckdb.connect(str(path))
     try:
         _write(con, row)
-        found = con.execute(REFERENCE_SHARE_SQL, [0, 1]).fetchone()
+        return reference_share(StoreReader(con, owned=False), [0])
     finally:
         con.close()
-    assert found is not None
-    return int(found[0]), int(found[1])
 
 
 FIELD_FLOATS = st.floats(-90, 90, allow_nan=False)

@@ -15,8 +15,9 @@ import duckdb
 import pytest
 from auditor_store import Made, make_store
 
-from gateway import audit_sql
+from gateway import audit
 from gateway.audit import audit_store
+from gateway.audit_sql import reference_layout
 from gateway.proofs import ExportError, export_bundle
 from gateway.reader import ReadingRef, Selection, StoreReader
 from ledger import BlockHeader, PublicKey, SigningKey, dumps_bundle, verify_bundle
@@ -230,7 +231,7 @@ def test_both_reading_queries_find_the_same(
     key = PublicKey.load(made.public_key_path)
     reports = []
     for reference in (True, False):
-        monkeypatch.setattr(audit_sql, "reference_layout", lambda *_, r=reference: r)
+        monkeypatch.setattr(audit, "reference_layout", lambda *_, r=reference: r)
         with StoreReader.open(made.path) as reader:
             reports.append(audit_store(reader, key))
     assert reports[0].problems == reports[1].problems
@@ -240,7 +241,7 @@ def test_both_reading_queries_find_the_same(
 
 def test_the_reference_layout_is_chosen_for_this_store(made: Made) -> None:
     with StoreReader.open(made.path) as reader:
-        assert audit_sql.reference_layout(reader, 0, made.blocks)
+        assert reference_layout(reader)
 
 
 def test_truncated_tail_is_found_when_the_later_head_is_pinned(made: Made) -> None:
