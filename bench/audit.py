@@ -40,7 +40,8 @@ from typing import TypeVar
 import duckdb
 
 from gateway.anchor import Accepted, Anchorer
-from gateway.audit import BATCH_READINGS, audit_file, audit_store
+from gateway.audit import BATCH_READINGS, audit_store
+from gateway.audit_parallel import audit_file
 from gateway.config import LimitsSection, StoreSection
 from gateway.decode import Decoder
 from gateway.proofs import export_bundle

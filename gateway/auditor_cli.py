@@ -260,7 +260,7 @@ def audit(
     Example:
       anchorgate audit --store data/anchorgate.duckdb --key keys/gateway.pub
     """
-    from gateway.audit import audit_file  # noqa: PLC0415
+    from gateway.audit_parallel import audit_file  # noqa: PLC0415
     from gateway.readapi import parse_head  # noqa: PLC0415
     from ledger import LedgerError, PublicKey  # noqa: PLC0415
 

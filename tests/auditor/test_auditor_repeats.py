@@ -8,8 +8,9 @@ from pathlib import Path
 from auditor_store import GATEWAY_ID, T0_NS, make_store
 
 from gateway.anchor import Accepted, Anchorer
-from gateway.audit import audit_file, audit_store
+from gateway.audit import audit_store
 from gateway.audit_global import times_apart
+from gateway.audit_parallel import audit_file
 from gateway.config import LimitsSection
 from gateway.decode import Decoder
 from gateway.reader import StoreReader

@@ -18,7 +18,7 @@ import pytest
 from auditor_store import GATEWAY_ID, T0_NS, Made, make_store, readings_for
 
 from gateway.anchor import Accepted, Anchorer, block_row
-from gateway.audit import audit_file
+from gateway.audit_parallel import audit_file
 from gateway.chain_check import check_recent_blocks
 from gateway.cli import main
 from gateway.config import LimitsSection

@@ -204,7 +204,7 @@ def test_tampering_is_found_and_breaks_later_proofs(
     ],
 )
 def test_parallel_audit_finds_the_same(made: Made, edit: Edit) -> None:
-    from gateway.audit import audit_file
+    from gateway.audit_parallel import audit_file
 
     con = duckdb.connect(str(made.path))
     edit(con)

@@ -16,15 +16,10 @@ import pytest
 from auditor_store import Made, make_store
 from test_auditor_tamper import CASES, Edit
 
-from gateway.audit import audit_file, audit_store
-from gateway.audit_sql import (
-    BLOCK_READINGS_SQL,
-    READING_SQL,
-    Untidy,
-    block_groups,
-    cut_groups,
-    stream_groups,
-)
+from gateway.audit import audit_store
+from gateway.audit_groups import Untidy, block_groups, cut_groups, stream_groups
+from gateway.audit_parallel import audit_file
+from gateway.audit_sql import BLOCK_READINGS_SQL, READING_SQL
 from gateway.reader import StoreReader
 from ledger import PublicKey
 
