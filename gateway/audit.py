@@ -184,12 +184,16 @@ def audit_store(
     trusted_head: bytes | None = None,
     progress: Callable[[int, int], None] | None = None,
     window: int = WINDOW_READINGS,
+    reference: bool | None = None,
 ) -> AuditReport:
     """Check everything in the store against the trusted gateway key, in this process.
 
     ``trusted_head`` is a block hash the auditor saw earlier (a checkpoint, the head of
     an earlier bundle): the store's chain must still contain it, which is how a
     rolled-back tail is caught. ``window`` is about how many readings one query reads.
+    ``reference``: whether to read with the query for payloads in the reference layout
+    (None: as a sample of the store suggests, :func:`reference_layout`); the verdict is
+    the same either way, only the speed differs.
     """
     report = store_checks(reader, key, trusted_head)
     total = int((reader.one("SELECT count(*) FROM blocks") or (0,))[0])
@@ -201,10 +205,10 @@ def audit_store(
         if progress is not None:
             progress(done, total)
 
+    if reference is None:
+        reference = reference_layout(reader)
     span = Span(None, None, None)
-    head = walk(
-        reader, key, stored_gateway_id(reader), span, report, step, window, reference_layout(reader)
-    )
+    head = walk(reader, key, stored_gateway_id(reader), span, report, step, window, reference)
     return finish(reader, head, report)
 
 

@@ -93,6 +93,7 @@ def audit_file(
     progress: Callable[[int, int], None] | None = None,
     window: int = WINDOW_READINGS,
     memory_limit: str = READ_MEMORY_LIMIT,
+    reference: bool | None = None,
 ) -> AuditReport:
     """:func:`audit_store` on a store file, split by height over ``workers`` processes.
 
@@ -115,7 +116,12 @@ def audit_file(
     with StoreReader.open(path, threads=threads, memory_limit=memory_limit) as reader:
         if workers <= 1:
             return audit_store(
-                reader, key, trusted_head=trusted_head, progress=progress, window=window
+                reader,
+                key,
+                trusted_head=trusted_head,
+                progress=progress,
+                window=window,
+                reference=reference,
             )
         spans, total = _spans(reader, workers, min_span)
         job = _Job(
@@ -125,7 +131,7 @@ def audit_file(
             str(path),
             window,
             memory_limit,
-            reference_layout(reader),
+            reference_layout(reader) if reference is None else reference,
         )
         context = multiprocessing.get_context("spawn")  # no DuckDB state crosses a fork
         with ProcessPoolExecutor(max_workers=workers - 1, mp_context=context) as pool:
