@@ -34,6 +34,14 @@ def made(pristine: Made, tmp_path: Path) -> Made:
     return pristine.copy_to(tmp_path)
 
 
+def edited(made: Made, edit: Edit) -> PublicKey:
+    """Apply ``edit`` to the store file; the key to audit it with."""
+    con = duckdb.connect(str(made.path))
+    edit(con)
+    con.close()
+    return PublicKey.load(made.public_key_path)
+
+
 def header_of(con: duckdb.DuckDBPyConnection, height: int) -> BlockHeader:
     row = con.execute("SELECT header FROM blocks WHERE height = ?", [height]).fetchone()
     assert row is not None
@@ -205,10 +213,7 @@ def test_tampering_is_found_and_breaks_later_proofs(
 def test_parallel_audit_finds_the_same(made: Made, edit: Edit) -> None:
     from gateway.audit_parallel import audit_file
 
-    con = duckdb.connect(str(made.path))
-    edit(con)
-    con.close()
-    key = PublicKey.load(made.public_key_path)
+    key = edited(made, edit)
     with StoreReader.open(made.path) as reader:
         alone = audit_store(reader, key)
     split = audit_file(made.path, key, workers=2, min_span=2)
@@ -222,10 +227,7 @@ def test_both_reading_queries_find_the_same(made: Made, edit: Edit) -> None:
     # This store's JSON payloads are in the reference layout, so the audit reads it with
     # REFERENCE_READING_SQL; READING_SQL, for payloads in other layouts, must find the
     # same problems.
-    con = duckdb.connect(str(made.path))
-    edit(con)
-    con.close()
-    key = PublicKey.load(made.public_key_path)
+    key = edited(made, edit)
     reports = []
     for reference in (True, False):
         with StoreReader.open(made.path) as reader:

@@ -14,7 +14,7 @@ from pathlib import Path
 import duckdb
 import pytest
 from auditor_store import Made, make_store
-from test_auditor_tamper import CASES, Edit
+from test_auditor_tamper import CASES, Edit, edited
 
 from gateway.audit import audit_store
 from gateway.audit_groups import Untidy, block_groups, cut_groups, stream_groups
@@ -49,10 +49,7 @@ def grouped(reader: StoreReader, low: int, high: int) -> list[tuple[object, ...]
 
 @pytest.mark.parametrize("change", [pytest.param(e, id=n) for n, e, _, _ in CASES])
 def test_one_block_per_window_finds_the_same(made: Made, change: Edit) -> None:
-    con = duckdb.connect(str(made.path))
-    change(con)
-    con.close()
-    key = PublicKey.load(made.public_key_path)
+    key = edited(made, change)
     with StoreReader.open(made.path) as reader:
         whole = audit_store(reader, key)
         windows = audit_store(reader, key, window=1)
