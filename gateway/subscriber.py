@@ -476,6 +476,8 @@ class Subscriber:
         # Always read a new socket (its CONNACK comes first); _readable pauses again
         # if the messages still being committed fill the window.
         assert self._loop is not None
+        if sock.fileno() < 0:
+            return  # closed before this ran (deferred from paho's thread): nothing to read
         if self._polled is not None:
             with contextlib.suppress(KeyError, ValueError):
                 self._poll.unregister(self._polled)
@@ -485,20 +487,33 @@ class Subscriber:
 
     def _unwatch(self, sock: Any) -> None:
         assert self._loop is not None
-        self._loop.remove_reader(sock)
-        self._loop.remove_writer(sock)
+        # A socket closed meanwhile is still found if it was watched; if it was not,
+        # asyncio raises ValueError for its fd -1, and there is nothing to remove.
+        with contextlib.suppress(ValueError):
+            self._loop.remove_reader(sock)
+            self._loop.remove_writer(sock)
 
     def _on_socket_close(self, client: mqtt.Client, userdata: object, sock: Any) -> None:
         if sock.fileno() >= 0:
             self._call_in_loop(self._unwatch, sock)
 
     def _on_socket_register_write(self, client: mqtt.Client, userdata: object, sock: Any) -> None:
-        assert self._loop is not None
-        self._call_in_loop(self._loop.add_writer, sock, self._writable)
+        self._call_in_loop(self._add_writer, sock)
 
     def _on_socket_unregister_write(self, client: mqtt.Client, userdata: object, sock: Any) -> None:
+        self._call_in_loop(self._remove_writer, sock)
+
+    def _add_writer(self, sock: Any) -> None:
+        # Deferred from paho's thread, the socket may be closed by now (a refused TLS
+        # handshake): asyncio would raise for its fd -1, in a callback, as a traceback.
         assert self._loop is not None
-        self._call_in_loop(self._loop.remove_writer, sock)
+        if sock.fileno() >= 0:
+            self._loop.add_writer(sock, self._writable)
+
+    def _remove_writer(self, sock: Any) -> None:
+        assert self._loop is not None
+        with contextlib.suppress(ValueError):  # closed and never watched: see _unwatch
+            self._loop.remove_writer(sock)
 
     def _readable(self, sock: socket.socket) -> None:
         # paho reads one packet per loop_read(); keep reading while the socket (or the

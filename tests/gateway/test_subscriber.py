@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -192,3 +194,28 @@ async def test_reconnects_while_the_window_is_full(broker: Mosquitto) -> None:
     async with Running(config_for(broker)) as again:
         await asyncio.sleep(0.3)
         assert again.received == []
+
+
+async def test_a_socket_closed_before_its_deferred_callbacks_raises_nothing(
+    broker: Mosquitto,
+) -> None:
+    # paho calls these from its own thread; the loop runs them later, when the socket may
+    # be closed (a refused TLS handshake). asyncio raised for its fd -1 inside a
+    # callback, which the gateway logged as a traceback.
+    loop = asyncio.get_running_loop()
+    errors: list[dict[str, object]] = []
+    loop.set_exception_handler(lambda _loop, context: errors.append(context))
+    subscriber = Subscriber(config_for(broker), Metrics())
+    subscriber._loop, subscriber._loop_thread = loop, threading.get_ident()
+    sock = socket.socket()
+    calls = (
+        subscriber._on_socket_open,
+        subscriber._on_socket_register_write,
+        subscriber._on_socket_unregister_write,
+    )
+    thread = threading.Thread(target=lambda: [call(None, None, sock) for call in calls])  # type: ignore[arg-type]
+    thread.start()
+    thread.join()
+    sock.close()
+    await asyncio.sleep(0.05)
+    assert errors == []
