@@ -487,11 +487,15 @@ class Subscriber:
 
     def _unwatch(self, sock: Any) -> None:
         assert self._loop is not None
+        self._forget(self._loop.remove_reader, sock)
+        self._forget(self._loop.remove_writer, sock)
+
+    @staticmethod
+    def _forget(remove: Callable[[Any], bool], sock: Any) -> None:
         # A socket closed meanwhile is still found if it was watched; if it was not,
         # asyncio raises ValueError for its fd -1, and there is nothing to remove.
         with contextlib.suppress(ValueError):
-            self._loop.remove_reader(sock)
-            self._loop.remove_writer(sock)
+            remove(sock)
 
     def _on_socket_close(self, client: mqtt.Client, userdata: object, sock: Any) -> None:
         if sock.fileno() >= 0:
@@ -512,8 +516,7 @@ class Subscriber:
 
     def _remove_writer(self, sock: Any) -> None:
         assert self._loop is not None
-        with contextlib.suppress(ValueError):  # closed and never watched: see _unwatch
-            self._loop.remove_writer(sock)
+        self._forget(self._loop.remove_writer, sock)
 
     def _readable(self, sock: socket.socket) -> None:
         # paho reads one packet per loop_read(); keep reading while the socket (or the
